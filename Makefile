@@ -1,0 +1,31 @@
+# Two commands do everything: `make demo` (a short real search) and `make test` (the whole suite).
+# Both create or refresh .venv. torch is pinned in the same pip command as the package so that pip takes
+# the local CPU wheel instead of resolving an unpinned torch to a multi-GB CUDA build.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+TORCH := torch==2.13.0
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[dev]"
+	touch $(STAMP)
+
+# A real CNN search on the built-in digits images, in a reduced space (examples/demo_space.yaml) and budget.
+demo: $(STAMP)
+	$(BIN)/dnc search --data digits --network cnn --space examples/demo_space.yaml \
+		--method sobol --max-trials 8 --epochs 15 --wc 0.1 --penalty time --seed 0
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check deepncheap tests
+	$(BIN)/ruff format --check deepncheap tests
+	$(BIN)/mypy deepncheap
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,12 @@
+"""deepncheap: search neural-network architectures and training hyperparameters together, trading
+accuracy against cost (the Deep-n-Cheap method)."""
+
+from deepncheap.errors import DataError, DNCError, OutputError, SearchFailedError, SettingsError, SpaceError
+from deepncheap.search import SearchResult, load_run, search
+from deepncheap.space import SearchSpace
+
+__all__ = [
+    "DNCError", "DataError", "OutputError", "SearchFailedError", "SearchResult", "SearchSpace", "SettingsError",
+    "SpaceError", "load_run", "search",
+]  # fmt: skip
+__version__ = "0.1.0"

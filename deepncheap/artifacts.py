@@ -1,0 +1,100 @@
+"""Files of a run directory besides the store: best.json, trials.csv and the best model's weights.
+
+Each file is written to a temporary name and renamed, so a reader never sees half a file. Weights are
+safetensors (loading them runs no code).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+
+from deepncheap.store import RunStore, Trial
+
+BEST_JSON = "best.json"
+TRIALS_CSV = "trials.csv"
+WEIGHTS = "best_model.safetensors"
+TRIALS_CSV_COLUMNS = (
+    "trial_id", "stage", "status", "objective", "f_p", "f_c", "val_accuracy", "val_loss", "n_params", "flops",
+    "time_per_epoch_s", "wall_s", "config",
+)  # fmt: skip
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same directory and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes files private; run outputs are ordinary files
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_weights(model: nn.Module, run_dir: Path) -> Path:
+    """Save the model's state dict as safetensors in `run_dir`."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    path = Path(run_dir) / WEIGHTS
+    write_atomic(path, safetensors_bytes(state))
+    return path
+
+
+def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The best model's state dict."""
+    return load_file(Path(run_dir) / WEIGHTS)
+
+
+def best_record(store: RunStore, trial: Trial) -> dict[str, Any]:
+    """The content of best.json for `trial` (SPEC §10)."""
+    settings = store.settings
+    metrics: dict[str, Any] = {"objective": trial.objective}
+    if settings["data"]["task"] == "classification":
+        metrics["val_accuracy"] = trial.val_accuracy
+    else:
+        metrics["val_loss"] = trial.val_loss
+    metrics.update(
+        f_p=trial.f_p, f_c=trial.f_c, n_params=trial.n_params, flops=trial.flops,
+        time_per_epoch_s=trial.time_per_epoch_s, epochs=trial.epochs,
+    )  # fmt: skip
+    return {
+        "trial_id": trial.trial_id,
+        "stage": trial.stage,
+        "config": trial.config,
+        "metrics": metrics,
+        "settings": settings,
+        "baselines": store.get("baselines", {}),
+    }
+
+
+def write_best_json(store: RunStore, trial: Trial, run_dir: Path) -> Path:
+    path = Path(run_dir) / BEST_JSON
+    write_atomic(path, (json.dumps(best_record(store, trial), indent=2) + "\n").encode())
+    return path
+
+
+def write_trials_csv(store: RunStore, run_dir: Path) -> Path:
+    """One row per trial, columns TRIALS_CSV_COLUMNS (config as a JSON string)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(TRIALS_CSV_COLUMNS)
+    for trial in store.trials():
+        row = {name: getattr(trial, name) for name in TRIALS_CSV_COLUMNS if name != "config"}
+        row["config"] = json.dumps(trial.config, sort_keys=True)
+        writer.writerow(["" if row[c] is None else row[c] for c in TRIALS_CSV_COLUMNS])
+    path = Path(run_dir) / TRIALS_CSV
+    write_atomic(path, buffer.getvalue().encode())
+    return path

@@ -1,0 +1,424 @@
+"""Datasets: built-ins, .npz/.csv files and in-memory arrays; validation, splits, standardization.
+
+Everything here is numpy; the trainer turns a `Dataset` into device tensors once per search.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepncheap.errors import DataError
+
+BUILTIN_DATASETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
+TASKS = ("classification", "regression")
+NPZ_KEYS = ("xtr", "ytr", "xte", "yte")
+# Single-table sources (built-ins, CSV, (X, y) arrays) hold out this fraction as a fixed test split,
+# never used during the search; the split seed is fixed so every search on the same data sees the same split.
+TEST_SPLIT = 0.2
+SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class RawData:
+    """Arrays as read from a source, before validation; val/test parts may be absent."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated, split and standardized data ready for training.
+
+    `x_*` are float32 of shape (N, C, H, W) for CNNs or (N, F) for MLPs. Classification labels are int64
+    in 0..K-1 (`classes` holds the original labels); regression targets are float32, standardized with
+    the training mean and `target_std`.
+    """
+
+    name: str
+    task: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[str, ...] = ()
+    target_mean: float = 0.0
+    target_std: float = 1.0
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.classes) if self.task == "classification" else 1
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe description stored with the run (enough to rebuild a model for this data)."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "input_shape": list(self.input_shape),
+            "num_outputs": self.num_outputs,
+            "classes": list(self.classes),
+            "n_train": len(self.y_train),
+            "n_val": len(self.y_val),
+            "n_test": len(self.y_test),
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+        }
+
+
+def load_dataset(
+    source: Any = "digits",
+    *,
+    network: str = "cnn",
+    task: str | None = None,
+    val_split: float = 0.2,
+    image_shape: tuple[int, int, int] | None = None,
+    target: str | None = None,
+) -> Dataset:
+    """Read `source` (built-in name, .npz/.csv path, (X, y) tuple or dict of arrays) and prepare it."""
+    if task is not None and task not in TASKS:
+        raise DataError(f"unknown task '{task}'; use one of: {', '.join(TASKS)}")
+    raw = read_source(source, target=target)
+    return prepare(raw, network=network, task=task, val_split=val_split, image_shape=image_shape)
+
+
+def read_source(source: Any, *, target: str | None = None) -> RawData:
+    """Dispatch on the kind of source; never executes code from files."""
+    if isinstance(source, RawData):
+        return source
+    if isinstance(source, tuple) and len(source) == 2:
+        return RawData("arrays", _as_array(source[0], "X"), _as_array(source[1], "y"))
+    if isinstance(source, Mapping):
+        return _from_mapping("arrays", source)
+    if isinstance(source, (str, Path)):
+        text = str(source)
+        if text in BUILTIN_DATASETS:
+            return _builtin(text)
+        path = Path(text).expanduser()
+        if path.suffix.lower() in (".npz", ".csv") or path.exists():
+            if not path.exists():
+                raise DataError(f"file not found: {path}; check the path given to --data")
+            if path.is_dir():
+                raise DataError(f"{path} is a directory; point --data at a .npz or .csv file")
+            if path.suffix.lower() == ".npz":
+                return _read_npz(path)
+            if path.suffix.lower() == ".csv":
+                return _read_csv(path, target)
+            raise DataError(f"unsupported file type '{path.suffix}' for {path}; use a .npz or .csv file")
+        raise DataError(
+            f"unknown dataset '{text}'; use a built-in ({', '.join(BUILTIN_DATASETS)}) or a .npz/.csv path"
+        )
+    raise DataError(
+        f"cannot use data of type {type(source).__name__}; pass a dataset name, a file path, "
+        "an (X, y) tuple or a dict of arrays"
+    )
+
+
+def _builtin(name: str) -> RawData:
+    import sklearn.datasets as skd
+
+    if name == "digits":
+        bunch = skd.load_digits()
+        return RawData(name, bunch.images.astype(np.float32)[:, None], bunch.target)
+    loader = {
+        "breast_cancer": skd.load_breast_cancer,
+        "wine": skd.load_wine,
+        "iris": skd.load_iris,
+        "diabetes": skd.load_diabetes,
+    }[name]
+    bunch = loader()
+    y = bunch.target.astype(np.float32) if name == "diabetes" else bunch.target
+    return RawData(name, bunch.data.astype(np.float32), y)
+
+
+def _read_npz(path: Path) -> RawData:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in NPZ_KEYS if k not in archive.files]
+            if missing:
+                raise DataError(
+                    f"{path} lacks keys {', '.join(missing)}; an .npz must hold xtr, ytr, xte, yte "
+                    "(optionally xva, yva)"
+                )
+            return _from_mapping(path.stem, {k: archive[k] for k in archive.files})
+    except DataError:
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DataError(
+                f"{path} holds Python objects, which are never loaded; save plain numeric arrays "
+                "(np.savez with numeric dtypes)"
+            ) from None
+        raise DataError(f"cannot read {path} as .npz ({exc}); save it with numpy.savez") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"cannot read {path} as .npz ({exc}); save it with numpy.savez") from None
+
+
+def _from_mapping(name: str, arrays: Mapping[str, Any]) -> RawData:
+    missing = [k for k in ("xtr", "ytr") if k not in arrays]
+    if missing:
+        raise DataError(f"data lacks keys {', '.join(missing)}; give xtr, ytr (optionally xva, yva, xte, yte)")
+    for a, b in (("xva", "yva"), ("xte", "yte")):
+        if (a in arrays) != (b in arrays):
+            raise DataError(f"data has only one of {a}/{b}; give both or neither")
+
+    def get(key: str) -> np.ndarray | None:
+        return _as_array(arrays[key], key) if key in arrays else None
+
+    return RawData(
+        name, get("xtr"), get("ytr"), get("xva"), get("yva"), get("xte"), get("yte")  # type: ignore[arg-type]
+    )
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype == object:
+        raise DataError(f"{what} holds Python objects; pass numeric arrays")
+    return array
+
+
+def _read_csv(path: Path, target: str | None) -> RawData:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read {path} as CSV ({exc}); save it as UTF-8 text") from None
+    if len(rows) < 2:
+        raise DataError(f"{path} is empty (it needs a header row and data rows); check the file")
+    header = [cell.strip() for cell in rows[0]]
+    if target is None:
+        raise DataError(f"no --target given for {path}; name the label column (columns: {', '.join(header)})")
+    if target not in header:
+        raise DataError(f"{path} has no column '{target}'; use --target with one of: {', '.join(header)}")
+    column = header.index(target)
+    features, labels = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path} line {line} has {len(row)} fields, the header has {len(header)}; fix the row")
+        labels.append(row[column].strip())
+        values = []
+        for i, cell in enumerate(row):
+            if i == column:
+                continue
+            try:
+                values.append(float(cell))
+            except ValueError:
+                raise DataError(
+                    f"{path} line {line}, column '{header[i]}' holds non-numeric value '{cell}'; "
+                    "features must be numbers (encode categories as numbers first)"
+                ) from None
+        features.append(values)
+    if not features[0]:
+        raise DataError(f"{path} has no feature columns besides '{target}'; add feature columns")
+    return RawData(path.stem, np.asarray(features, dtype=np.float32), _parse_labels(labels))
+
+
+def _parse_labels(labels: list[str]) -> np.ndarray:
+    """Numbers stay numbers (int or float); any text makes the labels categorical strings."""
+    try:
+        return np.asarray([float(v) for v in labels], dtype=np.float64)
+    except ValueError:
+        return np.asarray(labels, dtype=str)
+
+
+def prepare(
+    raw: RawData,
+    *,
+    network: str,
+    task: str | None,
+    val_split: float,
+    image_shape: tuple[int, int, int] | None,
+) -> Dataset:
+    """Validate, encode labels, shape for the network, split and standardize."""
+    parts = {"train": (raw.x_train, raw.y_train)}
+    if raw.x_val is not None:
+        parts["val"] = (raw.x_val, raw.y_val)  # type: ignore[assignment]
+    if raw.x_test is not None:
+        parts["test"] = (raw.x_test, raw.y_test)  # type: ignore[assignment]
+    for part, (x, y) in parts.items():
+        _check_xy(x, y, part)
+    sample_shapes = {x.shape[1:] for x, _ in parts.values()}
+    if len(sample_shapes) > 1:
+        raise DataError(
+            f"train/val/test samples have different shapes {sorted(sample_shapes)}; give them the same shape"
+        )
+    task = task or _infer_task(raw.y_train)
+    classes, encoded = _encode_targets({p: y for p, (_, y) in parts.items()}, task)
+    xs = {p: _shape_for_network(x, network, image_shape) for p, (x, _) in parts.items()}
+
+    x_train, y_train = xs["train"], encoded["train"]
+    if "test" not in xs:
+        x_train, y_train, xs["test"], encoded["test"] = _split(x_train, y_train, TEST_SPLIT, task, "test")
+    if "val" not in xs:
+        if not 0.0 < val_split < 1.0:
+            raise DataError(
+                f"--val-split must be between 0 and 1 (exclusive), got {val_split}; "
+                "the test split is never used for validation"
+            )
+        x_train, y_train, xs["val"], encoded["val"] = _split(x_train, y_train, val_split, task, "validation")
+
+    mean, std = _standardization(x_train)
+    target_mean, target_std = 0.0, 1.0
+    if task == "regression":
+        target_mean = float(y_train.mean())
+        target_std = float(y_train.std()) or 1.0
+
+    def x_norm(x: np.ndarray) -> np.ndarray:
+        return ((x - mean) / std).astype(np.float32)
+
+    def y_norm(y: np.ndarray) -> np.ndarray:
+        return ((y - target_mean) / target_std).astype(np.float32) if task == "regression" else y
+
+    return Dataset(
+        name=raw.name,
+        task=task,
+        x_train=x_norm(x_train),
+        y_train=y_norm(y_train),
+        x_val=x_norm(xs["val"]),
+        y_val=y_norm(encoded["val"]),
+        x_test=x_norm(xs["test"]),
+        y_test=y_norm(encoded["test"]),
+        classes=classes,
+        target_mean=target_mean,
+        target_std=target_std,
+    )
+
+
+def _check_xy(x: np.ndarray, y: np.ndarray, part: str) -> None:
+    if x.ndim < 2:
+        raise DataError(
+            f"{part} x is 1-D (shape {x.shape}); give one row per sample, e.g. x.reshape(-1, 1) for one feature"
+        )
+    if y.ndim != 1 and not (y.ndim == 2 and y.shape[1] == 1):
+        raise DataError(f"{part} y has shape {y.shape}; give one label or target per sample (1-D)")
+    if len(x) != len(y):
+        raise DataError(f"{part} x has {len(x)} samples but y has {len(y)}; give one label per sample")
+    if len(x) == 0:
+        raise DataError(f"{part} data is empty; give at least a few samples per class")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise DataError(f"{part} x has dtype {x.dtype}; features must be real numbers")
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
+        raise DataError(f"{part} x holds {bad} NaN or infinite values; impute or drop them first")
+    if np.issubdtype(y.dtype, np.number) and not np.isfinite(y.astype(np.float64)).all():
+        raise DataError(f"{part} y holds NaN or infinite values; drop those samples first")
+
+
+def _infer_task(y: np.ndarray) -> str:
+    """Integer-valued or text labels mean classification; other floats mean regression."""
+    if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.bool_):
+        return "classification"
+    if np.issubdtype(y.dtype, np.integer):
+        return "classification"
+    return "classification" if bool(np.all(np.mod(y, 1) == 0)) else "regression"
+
+
+def _encode_targets(
+    ys: dict[str, np.ndarray], task: str
+) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+    ys = {p: y.reshape(-1) for p, y in ys.items()}
+    if task == "regression":
+        for part, y in ys.items():
+            if not np.issubdtype(y.dtype, np.number):
+                raise DataError(f"{part} targets are not numbers; regression needs numeric targets")
+        return (), {p: y.astype(np.float64) for p, y in ys.items()}
+    y_train = ys["train"]
+    if np.issubdtype(y_train.dtype, np.floating) and not np.all(np.mod(y_train, 1) == 0):
+        raise DataError(
+            "labels are non-integer floats but --task is classification; use integer class labels "
+            "or --task regression"
+        )
+    if np.issubdtype(y_train.dtype, np.floating):
+        ys = {p: y.astype(np.int64) if np.issubdtype(y.dtype, np.floating) else y for p, y in ys.items()}
+    classes = np.unique(y_train)
+    if len(classes) < 2:
+        raise DataError(
+            f"the training labels hold {len(classes)} class; classification needs at least 2 classes"
+        )
+    encoded = {}
+    for part, y in ys.items():
+        unknown = np.setdiff1d(np.unique(y), classes)
+        if len(unknown):
+            raise DataError(
+                f"{part} labels {unknown[:5].tolist()} do not occur in the training labels; "
+                "make every class appear in the training data"
+            )
+        encoded[part] = np.searchsorted(classes, y).astype(np.int64)
+    return tuple(str(c) for c in classes.tolist()), encoded
+
+
+def _shape_for_network(x: np.ndarray, network: str, image_shape: tuple[int, int, int] | None) -> np.ndarray:
+    x = x.astype(np.float32)
+    if network == "mlp":
+        return x.reshape(len(x), -1)
+    if image_shape is not None:
+        if int(np.prod(image_shape)) != int(np.prod(x.shape[1:])):
+            raise DataError(
+                f"--image-shape {','.join(map(str, image_shape))} holds {int(np.prod(image_shape))} values "
+                f"but each sample has {int(np.prod(x.shape[1:]))}; give C,H,W whose product matches"
+            )
+        return x.reshape(len(x), *image_shape)
+    if x.ndim == 4:
+        return x
+    if x.ndim == 3:
+        return x[:, None]
+    raise DataError(
+        f"a CNN needs images but the samples are flat ({x.shape[1]} features); "
+        "give --image-shape C,H,W or use --network mlp"
+    )
+
+
+def _split(
+    x: np.ndarray, y: np.ndarray, fraction: float, task: str, what: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split off `fraction` of the samples, stratified by class for classification."""
+    from sklearn.model_selection import train_test_split
+
+    n_held = int(np.ceil(fraction * len(y)))
+    stratify = None
+    if task == "classification":
+        counts = np.bincount(y)
+        present = counts[counts > 0]
+        if present.min() < 2:
+            raise DataError(
+                f"a class has only 1 training sample, too few for a stratified {what} split; "
+                "add samples of that class or remove it"
+            )
+        if n_held < len(present) or len(y) - n_held < len(present):
+            raise DataError(
+                f"{len(y)} samples are too few for a stratified {what} split over {len(present)} classes; "
+                "give more data or a validation set of your own"
+            )
+        stratify = y
+    elif n_held < 2 or len(y) - n_held < 2:
+        raise DataError(f"{len(y)} samples are too few for a {what} split; give more data")
+    x_keep, x_held, y_keep, y_held = train_test_split(
+        x, y, test_size=n_held, random_state=SPLIT_SEED, stratify=stratify
+    )
+    return x_keep, y_keep, x_held, y_held
+
+
+def _standardization(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel statistics for images, per-feature for flat data; constant inputs get std 1."""
+    axes = (0, 2, 3) if x_train.ndim == 4 else (0,)
+    mean = x_train.mean(axis=axes, keepdims=True)
+    std = x_train.std(axis=axes, keepdims=True)
+    std[std == 0] = 1.0
+    return mean, std

@@ -1,0 +1,31 @@
+"""Project exceptions: each carries a one-line message saying what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class DNCError(Exception):
+    """Base of every error deepncheap raises on purpose; the CLI prints it on one line and exits 2."""
+
+    exit_status = 2
+
+
+class DataError(DNCError):
+    """The data cannot be loaded or fails validation."""
+
+
+class SpaceError(DNCError):
+    """A search-space override is unknown, empty, inverted or of the wrong type."""
+
+
+class SettingsError(DNCError):
+    """A search option is invalid (network, w_c, epochs, seed, device...)."""
+
+
+class OutputError(DNCError):
+    """The run directory cannot be created or written, or is not a run."""
+
+
+class SearchFailedError(DNCError):
+    """The search ran but produced no usable trial (every trial failed)."""
+
+    exit_status = 1

@@ -1,0 +1,160 @@
+"""Config -> torch.nn.Module for the two network families (CNN, MLP).
+
+The CNN's derived layout (where to downsample, which layers get batch norm and dropout, which layers a
+shortcut spans) is computed here from the config and the input shape by `cnn_layout`, a pure function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+# Downsample before the first layer whose channels exceed each threshold (at most three, SPEC §8).
+DOWNSAMPLE_THRESHOLDS = (64, 128, 256)
+
+
+@dataclass(frozen=True)
+class CNNLayout:
+    """Per-layer architecture derived from a CNN config and the input shape."""
+
+    channels: tuple[int, ...]
+    downsample: tuple[bool, ...]  # downsample at the input of this layer
+    batch_norm: tuple[bool, ...]
+    dropout: tuple[float, ...]  # dropout probability at the input of this layer (layer 0: the image)
+    shortcut_groups: tuple[tuple[int, int], ...]  # (first, last) layer indices a residual connection spans
+
+
+def cnn_layout(config: dict[str, Any], input_shape: Sequence[int]) -> CNNLayout:
+    """Derive the layout; downsampling never shrinks a feature map below 1x1 (8x8 images work at any depth)."""
+    channels = tuple(int(c) for c in config["channels"])
+    depth = len(channels)
+    if depth != config.get("num_conv_layers", depth) or depth < 1:
+        raise ValueError(f"num_conv_layers={config.get('num_conv_layers')} but {depth} channels given")
+    candidates = sorted({next(i for i, c in enumerate(channels) if c > t) for t in DOWNSAMPLE_THRESHOLDS
+                         if any(c > t for c in channels)})  # fmt: skip
+    height, width = int(input_shape[-2]), int(input_shape[-1])
+    downsample = [False] * depth
+    for i in candidates:
+        if min(height, width) >= 2:
+            downsample[i] = True
+            height, width = math.ceil(height / 2), math.ceil(width / 2)
+    return CNNLayout(
+        channels=channels,
+        downsample=tuple(downsample),
+        batch_norm=_last_fraction(depth, float(config["bn_frac"])),
+        dropout=tuple(
+            (float(config["input_drop_prob"]) if i == 0 else float(config["drop_prob"])) if on else 0.0
+            for i, on in enumerate(_last_fraction(depth, float(config["do_frac"])))
+        ),
+        shortcut_groups=_shortcut_groups(depth, int(config["shortcut_every"])),
+    )
+
+
+def _last_fraction(n: int, fraction: float) -> tuple[bool, ...]:
+    """`round(fraction * n)` of `n` layers switched on, placed as late as possible."""
+    count = int(round(fraction * n))
+    return tuple(i >= n - count for i in range(n))
+
+
+def _shortcut_groups(depth: int, every: int) -> tuple[tuple[int, int], ...]:
+    """Residual connections over consecutive groups of `every` layers, starting at the second layer."""
+    if every <= 0:
+        return ()
+    return tuple((start, start + every - 1) for start in range(1, depth - every + 1, every))
+
+
+class ConvBlock(nn.Sequential):
+    """[dropout] -> [max-pool] -> 3x3 conv (stride 2 when downsampling by stride) -> [BN] -> ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, *, dropout: float, downsample: str | None, batch_norm: bool):
+        layers: list[nn.Module] = []
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        if downsample == "maxpool":
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        stride = 2 if downsample == "stride" else 1
+        layers.append(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(c_out))
+        layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class Residual(nn.Module):
+    """`body(x) + shortcut(x)`; the shortcut is a strided 1x1 conv when shape changes, else identity."""
+
+    def __init__(self, body: nn.Sequential, c_in: int, c_out: int, downsamples: int):
+        super().__init__()
+        self.body = body
+        self.shortcut: nn.Module = (
+            nn.Identity()
+            if c_in == c_out and downsamples == 0
+            else nn.Conv2d(c_in, c_out, 1, stride=2**downsamples, bias=False)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+class ConvNet(nn.Module):
+    """Conv blocks (some wrapped in residual groups), global average pooling, linear head."""
+
+    def __init__(self, config: dict[str, Any], input_shape: Sequence[int], num_outputs: int):
+        super().__init__()
+        layout = cnn_layout(config, input_shape)
+        mode = str(config["downsampling"])
+        c_in = [int(input_shape[0]), *layout.channels[:-1]]
+        blocks = [
+            ConvBlock(c_in[i], c, dropout=layout.dropout[i], downsample=mode if layout.downsample[i] else None,
+                      batch_norm=layout.batch_norm[i])
+            for i, c in enumerate(layout.channels)
+        ]  # fmt: skip
+        stages: list[nn.Module] = []
+        i = 0
+        groups = dict(layout.shortcut_groups)
+        while i < len(blocks):
+            if i in groups:
+                last = groups[i]
+                body = nn.Sequential(*blocks[i : last + 1])
+                stages.append(Residual(body, c_in[i], layout.channels[last], sum(layout.downsample[i : last + 1])))
+                i = last + 1
+            else:
+                stages.append(blocks[i])
+                i += 1
+        self.features = nn.Sequential(*stages)
+        self.head = nn.Linear(layout.channels[-1], num_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+def build_mlp(config: dict[str, Any], input_shape: Sequence[int], num_outputs: int) -> nn.Sequential:
+    """Linear -> ReLU -> dropout per hidden layer, then the linear output layer."""
+    widths = [int(w) for w in config["hidden_nodes"]]
+    if len(widths) != config.get("num_hidden_layers", len(widths)):
+        raise ValueError(f"num_hidden_layers={config.get('num_hidden_layers')} but {len(widths)} widths given")
+    layers: list[nn.Module] = [nn.Flatten()]
+    n_in = math.prod(int(d) for d in input_shape)
+    for width in widths:
+        layers += [nn.Linear(n_in, width), nn.ReLU(inplace=True)]
+        if config["drop_prob"] > 0:
+            layers.append(nn.Dropout(float(config["drop_prob"])))
+        n_in = width
+    layers.append(nn.Linear(n_in, num_outputs))
+    return nn.Sequential(*layers)
+
+
+def build_model(config: dict[str, Any], input_shape: Sequence[int], num_outputs: int) -> nn.Module:
+    """The network a config describes, for samples of `input_shape` and `num_outputs` outputs."""
+    if config["network"] == "cnn":
+        if len(input_shape) != 3:
+            raise ValueError(f"a CNN needs (C, H, W) inputs, got shape {tuple(input_shape)}")
+        return ConvNet(config, input_shape, num_outputs)
+    if config["network"] == "mlp":
+        return build_mlp(config, input_shape, num_outputs)
+    raise ValueError(f"unknown network '{config['network']}'")

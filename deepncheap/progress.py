@@ -1,0 +1,70 @@
+"""Progress display of a running search: a live bar (trial k of n, best so far, ETA) on a terminal, and
+one line per finished trial everywhere (stderr)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from deepncheap.store import Trial
+
+
+def human_count(value: float | None) -> str:
+    """12345 -> '12.3k', 2.5e6 -> '2.50M'."""
+    if value is None:
+        return "-"
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.0f}"
+
+
+def describe_trial(trial: Trial) -> str:
+    """One line: objective, accuracy or loss, parameters, time per epoch; or the error of a failed trial."""
+    if trial.status != "complete":
+        return f"{trial.status}: {trial.error or ''}".rstrip(": ")
+    score = f"acc {trial.val_accuracy:.4f}" if trial.val_accuracy is not None else f"loss {trial.val_loss:.4g}"
+    return (
+        f"objective {trial.objective:+.4f}  {score}  params {human_count(trial.n_params)}  "
+        f"{trial.time_per_epoch_s:.3f} s/epoch"
+    )
+
+
+class SearchProgress:
+    """Context manager shown while a search runs; silent when `enabled` is False."""
+
+    def __init__(self, total: int, *, enabled: bool = True, console: Console | None = None):
+        self.total = total
+        self.enabled = enabled
+        self.console = console or Console(stderr=True, highlight=False)
+        self._done = 0
+        self._progress: Progress | None = None
+        self._task = None
+
+    def __enter__(self) -> SearchProgress:
+        if self.enabled and self.console.is_terminal:
+            self._progress = Progress(
+                TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.console,
+            )  # fmt: skip
+            self._progress.start()
+            self._task = self._progress.add_task("search", total=self.total, best="")
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None):
+        if self._progress is not None:
+            self._progress.stop()
+
+    def note(self, text: str) -> None:
+        """A line of information above the bar."""
+        if self.enabled:
+            self.console.print(text, markup=False)
+
+    def trial_finished(self, trial: Trial, best: Trial | None) -> None:
+        self._done += 1
+        self.note(f"trial {self._done}/{self.total} ({trial.stage}) #{trial.trial_id}  {describe_trial(trial)}")
+        if self._progress is not None and self._task is not None:
+            best_text = f"best {best.objective:+.4f} (#{best.trial_id})" if best and best.objective is not None else ""
+            self._progress.update(self._task, advance=1, best=best_text)

@@ -1,0 +1,74 @@
+"""Reading a run for people: the trials table and the best trial, from the store only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from deepncheap.errors import OutputError
+from deepncheap.progress import human_count
+from deepncheap.store import STORE_NAME, RunStore, Trial
+
+
+def open_run(run_dir: str | Path) -> RunStore:
+    """The run's store, read-only; OutputError when `run_dir` is not a run."""
+    try:
+        return RunStore.open(Path(run_dir), readonly=True)
+    except FileNotFoundError:
+        raise OutputError(f"{run_dir} is not a run (it has no {STORE_NAME}); give a directory made by dnc search") from None
+
+
+def summarize_config(config: dict[str, Any]) -> str:
+    """A short human form of a config: layers, then the training hyperparameters."""
+    if config.get("network") == "cnn":
+        layers = f"conv {'-'.join(map(str, config['channels']))} {config['downsampling']}"
+        layers += f" bn{config['bn_frac']:g} do{config['do_frac']:g} sc{config['shortcut_every']}"
+    else:
+        layers = f"mlp {'-'.join(map(str, config['hidden_nodes'])) or 'linear'} do{config['drop_prob']:g}"
+    return f"{layers} lr {config['lr']:.2g} wd {config['weight_decay']:.2g} bs {config['batch_size']}"
+
+
+def trials_table(trials: list[Trial], *, title: str = "trials") -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in ("id", "stage", "status", "objective", "val acc", "val loss", "params", "FLOPs", "s/epoch",
+                 "wall s", "config"):  # fmt: skip
+        table.add_column(name, justify="left" if name in ("stage", "status", "config") else "right")
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    for t in trials:
+        table.add_row(
+            str(t.trial_id), t.stage, t.status, fmt(t.objective, "+.4f"), fmt(t.val_accuracy, ".4f"),
+            fmt(t.val_loss, ".4g"), human_count(t.n_params), human_count(t.flops), fmt(t.time_per_epoch_s, ".3f"),
+            fmt(t.wall_s, ".1f"), summarize_config(t.config) if t.status != "failed" else (t.error or "")[:80],
+        )  # fmt: skip
+    return table
+
+
+def show_run(run_dir: str | Path, console: Console | None = None) -> None:
+    """Print the run's settings line, its trials and its best trial."""
+    console = console or Console()
+    with open_run(run_dir) as store:
+        settings = store.settings
+        trials = store.trials()
+        best = store.best_trial()
+    counts = {s: sum(t.status == s for t in trials) for s in sorted({t.status for t in trials})}
+    console.print(
+        f"run {run_dir}: {settings['data']['name']} {settings['network']} w_c={settings['wc']} "
+        f"penalty={settings['penalty']} method={settings['method']} epochs={settings['epochs']} "
+        f"seed={settings['seed']}; trials: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none yet")
+    )
+    console.print(trials_table(trials))
+    if best is None:
+        console.print("no complete trial yet")
+        return
+    console.print(f"best: trial #{best.trial_id} ({best.stage}) {summarize_config(best.config)}")
+    score = f"val accuracy {best.val_accuracy:.4f}" if best.val_accuracy is not None else f"val loss {best.val_loss:.4g}"
+    console.print(
+        f"      objective {best.objective:+.4f}, {score}, {human_count(best.n_params)} parameters, "
+        f"{human_count(best.flops)} FLOPs/sample, {best.time_per_epoch_s:.3f} s/epoch"
+    )

@@ -1,0 +1,154 @@
+"""The trainer, the hot path: fit one model with Adam and report validation per epoch and time per epoch.
+
+Data sits in tensors on the device (moved once per search, `DeviceData`); batches are index slices of a
+shuffled permutation. The clock runs around the training pass only, after a CUDA synchronize.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepncheap.data import Dataset
+
+LR_DROP_FACTOR = 0.2
+EVAL_BATCH = 2048
+
+
+class TrialDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class DeviceData:
+    """Training and validation tensors on the training device."""
+
+    task: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, device: torch.device) -> DeviceData:
+        def put(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+        return cls(dataset.task, put(dataset.x_train), put(dataset.y_train), put(dataset.x_val), put(dataset.y_val))
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_train.device
+
+
+@dataclass
+class TrainResult:
+    """What one training run measured; `model` holds the weights of the best validation epoch."""
+
+    model: nn.Module
+    val_curve: list[float]  # per epoch: accuracy (classification) or MSE (regression, standardized units)
+    best_epoch: int  # 0-based
+    val_accuracy: float | None  # best over epochs (classification)
+    val_loss: float  # cross-entropy at the best epoch, or the best MSE (standardized units)
+    epoch_times_s: list[float]
+
+    @property
+    def time_per_epoch_s(self) -> float:
+        """Mean epoch time excluding the first (warm-up) epoch; the only epoch's time when there is one."""
+        times = self.epoch_times_s[1:] or self.epoch_times_s
+        return float(sum(times) / len(times))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's random, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_milestones(epochs: int) -> list[int]:
+    """Epochs at which the lr drops: floor(E/2) and floor(3E/4), without 0 and without repeats."""
+    return sorted({m for m in (epochs // 2, (3 * epochs) // 4) if m > 0})
+
+
+def train(
+    model: nn.Module, data: DeviceData, *, lr: float, weight_decay: float, batch_size: int, epochs: int, seed: int
+) -> TrainResult:
+    """Train `model` (already on `data.device`) for `epochs` epochs; raise TrialDiverged on a NaN loss."""
+    device = data.device
+    loss_fn: nn.Module = nn.CrossEntropyLoss() if data.task == "classification" else nn.MSELoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(epochs), gamma=LR_DROP_FACTOR)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    x, y = data.x_train, data.y_train
+    if data.task == "regression":
+        y = y.reshape(-1, 1)
+    n = len(x)
+    batch_size = max(1, min(batch_size, n))
+
+    curve: list[float] = []
+    losses: list[float] = []
+    times: list[float] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch = 0
+    for epoch in range(epochs):
+        model.train()
+        _synchronize(device)
+        start = time.perf_counter()
+        order = torch.randperm(n, device=device, generator=generator)
+        loss_sum = torch.zeros((), device=device)
+        for first in range(0, n, batch_size):
+            index = order[first : first + batch_size]
+            if len(index) < 2 < n:  # a lone sample breaks batch norm; it is seen in other epochs
+                continue
+            loss = loss_fn(model(x[index]), y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+        schedule.step()
+        if not torch.isfinite(loss_sum):
+            raise TrialDiverged(f"training loss became {loss_sum.item()} in epoch {epoch + 1}")
+
+        score, val_loss = evaluate(model, data)
+        curve.append(score)
+        losses.append(val_loss)
+        improved = score > curve[best_epoch] if data.task == "classification" else score < curve[best_epoch]
+        if best_state is None or improved:
+            best_epoch = epoch
+            best_state = copy.deepcopy(model.state_dict())
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    return TrainResult(
+        model=model,
+        val_curve=curve,
+        best_epoch=best_epoch,
+        val_accuracy=curve[best_epoch] if data.task == "classification" else None,
+        val_loss=losses[best_epoch],
+        epoch_times_s=times,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DeviceData) -> tuple[float, float]:
+    """Validation (accuracy, cross-entropy) for classification, (MSE, MSE) for regression; eval mode."""
+    model.eval()
+    outputs = torch.cat([model(data.x_val[i : i + EVAL_BATCH]) for i in range(0, len(data.x_val), EVAL_BATCH)])
+    if data.task == "classification":
+        accuracy = (outputs.argmax(dim=1) == data.y_val).float().mean().item()
+        return accuracy, nn.functional.cross_entropy(outputs.float(), data.y_val).item()
+    mse = nn.functional.mse_loss(outputs.float().reshape(-1), data.y_val).item()
+    return mse, mse
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
