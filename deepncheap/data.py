@@ -36,6 +36,7 @@ class RawData:
     y_val: np.ndarray | None = None
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    task: str | None = None  # known task of a built-in; otherwise inferred from the targets
 
 
 @dataclass(frozen=True)
@@ -144,11 +145,14 @@ def _builtin(name: str) -> RawData:
         "diabetes": skd.load_diabetes,
     }[name]
     bunch = loader()
-    y = bunch.target.astype(np.float32) if name == "diabetes" else bunch.target
-    return RawData(name, bunch.data.astype(np.float32), y)
+    if name == "diabetes":  # integer-valued targets, but a regression task
+        return RawData(name, bunch.data.astype(np.float32), bunch.target.astype(np.float32), task="regression")
+    return RawData(name, bunch.data.astype(np.float32), bunch.target)
 
 
 def _read_npz(path: Path) -> RawData:
+    if not zipfile.is_zipfile(path):  # numpy would take any other file for a pickle
+        raise DataError(f"cannot read {path} as .npz (not a zip archive); save it with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [k for k in NPZ_KEYS if k not in archive.files]
@@ -197,19 +201,20 @@ def _as_array(value: Any, what: str) -> np.ndarray:
 def _read_csv(path: Path, target: str | None) -> RawData:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+            reader = csv.reader(handle)  # rows paired with their line in the file, blank rows skipped
+            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read {path} as CSV ({exc}); save it as UTF-8 text") from None
     if len(rows) < 2:
         raise DataError(f"{path} is empty (it needs a header row and data rows); check the file")
-    header = [cell.strip() for cell in rows[0]]
+    header = [cell.strip() for cell in rows[0][1]]
     if target is None:
         raise DataError(f"no --target given for {path}; name the label column (columns: {', '.join(header)})")
     if target not in header:
         raise DataError(f"{path} has no column '{target}'; use --target with one of: {', '.join(header)}")
     column = header.index(target)
     features, labels = [], []
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in rows[1:]:
         if len(row) != len(header):
             raise DataError(f"{path} line {line} has {len(row)} fields, the header has {len(header)}; fix the row")
         labels.append(row[column].strip())
@@ -221,7 +226,7 @@ def _read_csv(path: Path, target: str | None) -> RawData:
                 values.append(float(cell))
             except ValueError:
                 raise DataError(
-                    f"{path} line {line}, column '{header[i]}' holds non-numeric value '{cell}'; "
+                    f"{path} line {line}, column '{header[i]}' holds non-numeric value {cell!r}; "
                     "features must be numbers (encode categories as numbers first)"
                 ) from None
         features.append(values)
@@ -259,7 +264,7 @@ def prepare(
         raise DataError(
             f"train/val/test samples have different shapes {sorted(sample_shapes)}; give them the same shape"
         )
-    task = task or _infer_task(raw.y_train)
+    task = task or raw.task or _infer_task(raw.y_train)
     classes, encoded = _encode_targets({p: y for p, (_, y) in parts.items()}, task)
     xs = {p: _shape_for_network(x, network, image_shape) for p, (x, _) in parts.items()}
 
@@ -347,7 +352,7 @@ def _encode_targets(
         )
     if np.issubdtype(y_train.dtype, np.floating):
         ys = {p: y.astype(np.int64) if np.issubdtype(y.dtype, np.floating) else y for p, y in ys.items()}
-    classes = np.unique(y_train)
+    classes = np.unique(ys["train"])
     if len(classes) < 2:
         raise DataError(
             f"the training labels hold {len(classes)} class; classification needs at least 2 classes"

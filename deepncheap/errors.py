@@ -8,6 +8,9 @@ class DNCError(Exception):
 
     exit_status = 2
 
+    def __init__(self, message: str):
+        super().__init__(" ".join(message.splitlines()))  # always one line, whatever the values quoted
+
 
 class DataError(DNCError):
     """The data cannot be loaded or fails validation."""

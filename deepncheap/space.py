@@ -277,8 +277,8 @@ def _parse_field(name: str, value: Any) -> Any:
 
 
 def _parse_range(name: str, value: Any) -> tuple[Any, Any]:
-    is_int = name in _INT_RANGES
-    kind = "integers" if is_int else "numbers"
+    integer = name in _INT_RANGES
+    kind = "integers" if integer else "numbers"
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise SpaceError(f"{name} must be [low, high] or a single number, got {list(value)}; e.g. {name}: [1, 4]")
@@ -286,7 +286,7 @@ def _parse_range(name: str, value: Any) -> tuple[Any, Any]:
     else:
         low = high = value
     for v in (low, high):
-        ok = is_int(v) if is_int else is_number(v)
+        ok = is_int(v) if integer else is_number(v)
         if not ok:
             raise SpaceError(f"{name} takes {kind}, got {v!r}; give [low, high] with {kind}")
     if low > high:
@@ -301,7 +301,7 @@ def _parse_range(name: str, value: Any) -> tuple[Any, Any]:
         )
     if low < minimum:
         raise SpaceError(f"{name} must be at least {minimum}, got {low}; raise the lower bound")
-    return (int(low), int(high)) if is_int else (float(low), float(high))
+    return (int(low), int(high)) if integer else (float(low), float(high))
 
 
 def _parse_choices(name: str, value: Any) -> tuple[Any, ...]:

@@ -1,0 +1,134 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import deepncheap
+from deepncheap.data import load_dataset
+from deepncheap.errors import OutputError, SearchFailedError
+from deepncheap.store import RunStore
+from deepncheap.train import DeviceData, evaluate
+
+FAST_MLP = {"hidden_nodes": [20, 64], "batch_size": [64, 256], "lr": [1e-3, 1e-2]}
+TIMING = ("time_per_epoch_s", "wall_s")
+
+
+def mlp_search(out, **options):
+    settings = dict(data="digits", network="mlp", wc=0.1, penalty="params", method="sobol", max_trials=4,
+                    epochs=3, seed=0, space=FAST_MLP, out=out, verbose=False)
+    settings.update(options)
+    return deepncheap.search(**settings)
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_search_writes_spec_outputs(tmp_path):
+    result = mlp_search(tmp_path / "run")
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"store.sqlite", "best.json", "trials.csv", "best_model.safetensors"}
+
+    best = json.loads((run / "best.json").read_text())
+    assert list(best) == ["trial_id", "stage", "config", "metrics", "settings", "baselines"]
+    assert list(best["metrics"]) == ["objective", "val_accuracy", "f_p", "f_c", "n_params", "flops",
+                                     "time_per_epoch_s", "epochs"]
+    assert set(best["config"]) == {"network", "num_hidden_layers", "hidden_nodes", "drop_prob", "lr",
+                                   "weight_decay", "batch_size"}
+    assert best["settings"]["seed"] == 0 and best["settings"]["penalty"] == "params"
+    # the parameter baseline is the space's largest network: two hidden layers of 64 (FAST_MLP)
+    assert best["baselines"]["n_params"] == 64 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
+
+    rows = read_csv(run / "trials.csv")
+    assert list(rows[0]) == ["trial_id", "stage", "status", "objective", "f_p", "f_c", "val_accuracy", "val_loss",
+                             "n_params", "flops", "time_per_epoch_s", "wall_s", "config"]
+    assert len(rows) == 4 and all(r["status"] == "complete" and r["stage"] == "joint" for r in rows)
+    assert min(rows, key=lambda r: float(r["objective"]))["trial_id"] == str(best["trial_id"])
+    for row in rows:
+        f_p, f_c = float(row["f_p"]), float(row["f_c"])
+        assert float(row["objective"]) == pytest.approx(np.log10(f_p + 0.1 * f_c))
+        assert f_p == pytest.approx(1 - float(row["val_accuracy"]))
+        assert f_c == pytest.approx(int(row["n_params"]) / best["baselines"]["n_params"])
+        assert json.loads(row["config"])["network"] == "mlp"
+
+    # The saved model is the best trial's best epoch: it scores the recorded validation accuracy.
+    assert result.best_config == best["config"] and result.run_dir == run
+    dataset = load_dataset("digits", network="mlp")
+    accuracy, _ = evaluate(result.model, DeviceData.from_dataset(dataset, torch.device("cpu")))
+    assert accuracy == pytest.approx(best["metrics"]["val_accuracy"])
+    assert set(load_file(run / "best_model.safetensors")) == set(result.model.state_dict())
+
+    with RunStore.open(run) as store:
+        trials = store.trials()
+        assert [t.status for t in trials] == ["complete"] * 4
+        assert all(len(t.val_curve) == 3 and t.flops > 0 for t in trials)
+        assert store.get("baselines") == best["baselines"]
+
+
+def test_same_seed_with_params_penalty_repeats_exactly(tmp_path):
+    first = read_csv(mlp_search(tmp_path / "a", seed=3).run_dir / "trials.csv")
+    second = read_csv(mlp_search(tmp_path / "b", seed=3).run_dir / "trials.csv")
+    other = read_csv(mlp_search(tmp_path / "c", seed=4).run_dir / "trials.csv")
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+    assert strip(first) == strip(second)
+    assert [r["config"] for r in first] != [r["config"] for r in other]
+
+
+def test_cnn_search_with_time_penalty(tmp_path):
+    space = {"num_conv_layers": [4, 5], "channels_first": [8, 16], "channels_upper": 32, "batch_size": [64, 128],
+             "lr": [1e-3, 1e-2]}
+    result = deepncheap.search(data="digits", network="cnn", space=space, method="random", max_trials=2, epochs=2,
+                               out=tmp_path / "cnn", verbose=False)
+    baseline = result.baselines["time_per_epoch_s"]
+    assert baseline > 0
+    assert result.metrics["f_c"] == pytest.approx(result.metrics["time_per_epoch_s"] / baseline)
+    assert result.model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_regression_search_reports_val_loss(tmp_path):
+    result = deepncheap.search(data="diabetes", network="mlp", space=FAST_MLP, max_trials=2, epochs=3,
+                               penalty="params", out=tmp_path / "reg", verbose=False)
+    assert "val_accuracy" not in result.metrics and result.metrics["val_loss"] > 0
+    assert result.settings["task"] == "regression"
+    assert 0 < result.metrics["f_p"] < 1.5
+
+
+def test_diverging_trials_are_recorded_failed_and_the_search_goes_on(tmp_path):
+    space = dict(FAST_MLP, lr=[1e-3, 1e37])
+    result = mlp_search(tmp_path / "nan", space=space, method="random", max_trials=6, seed=1)
+    with RunStore.open(result.run_dir) as store:
+        trials = store.trials()
+    failed = [t for t in trials if t.status == "failed"]
+    complete = [t for t in trials if t.status == "complete"]
+    assert len(trials) == 6 and failed and complete
+    assert all("TrialDiverged" in t.error and t.objective is None for t in failed)
+    assert all(t.config["lr"] > 1e10 for t in failed)
+    assert result.trial_id in {t.trial_id for t in complete}
+
+
+def test_search_where_every_trial_fails_stops_with_a_clear_error(tmp_path):
+    with pytest.raises(SearchFailedError, match="every trial failed"):
+        mlp_search(tmp_path / "all", space=dict(FAST_MLP, lr=1e37), max_trials=2)
+    assert not (tmp_path / "all" / "best.json").exists()
+
+
+def test_existing_run_directory_is_refused(tmp_path):
+    mlp_search(tmp_path / "run", max_trials=1, epochs=1)
+    with pytest.raises(OutputError, match="already holds a search"):
+        mlp_search(tmp_path / "run", max_trials=1, epochs=1)
+
+
+def test_arrays_through_the_api(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    result = mlp_search(tmp_path / "arrays", data=(x, y), max_trials=2, epochs=5)
+    assert result.settings["data_source"] == "arrays" and result.settings["data"]["input_shape"] == [5]
+    assert result.metrics["val_accuracy"] > 0.7

@@ -1,0 +1,127 @@
+import json
+
+import numpy as np
+import pytest
+
+from deepncheap.errors import SpaceError
+from deepncheap.space import CNN_KEYS, MLP_KEYS, SearchSpace, default_shortcut_every, read_space_file, unit_points
+
+
+@pytest.mark.parametrize("method", ["random", "sobol"])
+def test_cnn_samples_within_bounds_and_channel_rule(method):
+    space = SearchSpace.create("cnn")
+    configs = space.sample(256, method=method, seed=3)
+    for config in configs:
+        assert tuple(config) == CNN_KEYS
+        channels = config["channels"]
+        assert len(channels) == config["num_conv_layers"]
+        assert 4 <= config["num_conv_layers"] <= 16
+        assert 16 <= channels[0] <= 64
+        for prev, cur in zip(channels, channels[1:]):
+            assert prev <= cur <= min(2 * prev, 512)
+        assert config["downsampling"] in ("maxpool", "stride")
+        assert config["bn_frac"] in space.bn_fracs and config["do_frac"] in space.do_fracs
+        assert config["input_drop_prob"] in (0.1, 0.2) and config["drop_prob"] in (0.15, 0.3, 0.45)
+        assert config["shortcut_every"] in (0, 2, 4)
+        assert 1e-5 <= config["lr"] <= 1e-1
+        assert config["weight_decay"] == 0 or 1e-5 <= config["weight_decay"] <= 1e-3
+        assert 32 <= config["batch_size"] <= 512
+    depths = {c["num_conv_layers"] for c in configs}
+    assert depths == set(range(4, 17)), "every depth should be reachable"
+    assert any(c["weight_decay"] == 0 for c in configs) and any(c["weight_decay"] > 0 for c in configs)
+    assert max(c["channels"][-1] for c in configs) == 512
+
+
+def test_mlp_samples_within_bounds():
+    configs = SearchSpace.create("mlp").sample(200, method="sobol", seed=0)
+    for config in configs:
+        assert tuple(config) == MLP_KEYS
+        assert len(config["hidden_nodes"]) == config["num_hidden_layers"] <= 2
+        assert all(20 <= n <= 400 for n in config["hidden_nodes"])
+        assert config["drop_prob"] in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    assert {c["num_hidden_layers"] for c in configs} == {0, 1, 2}
+
+
+def test_configs_round_trip_through_json():
+    for network in ("cnn", "mlp"):
+        for config in SearchSpace.create(network).sample(20, method="random", seed=1):
+            assert json.loads(json.dumps(config)) == config
+
+
+def test_sampling_is_deterministic_in_seed():
+    space = SearchSpace.create("cnn")
+    assert space.sample(10, method="sobol", seed=5) == space.sample(10, method="sobol", seed=5)
+    assert space.sample(10, method="sobol", seed=5) != space.sample(10, method="sobol", seed=6)
+    assert space.sample(10, method="random", seed=5) != space.sample(10, method="sobol", seed=5)
+
+
+def test_sobol_points_cover_the_cube_more_evenly_than_random():
+    """Scrambled Sobol has lower discrepancy than uniform random points."""
+    from scipy.stats import qmc
+
+    sobol = unit_points(256, 6, method="sobol", seed=0)
+    uniform = unit_points(256, 6, method="random", seed=0)
+    assert sobol.shape == (256, 6) and np.all((sobol >= 0) & (sobol < 1))
+    assert qmc.discrepancy(sobol) < qmc.discrepancy(uniform)
+
+
+def test_shortcut_rule():
+    assert [default_shortcut_every(d) for d in (4, 8, 9, 14, 15, 16)] == [0, 0, 4, 4, 2, 2]
+
+
+def test_overrides_fix_and_narrow_values():
+    space = SearchSpace.create("cnn", {"num_conv_layers": 5, "lr": [1e-3, 1e-2], "shortcut_every": ["none", 2],
+                                       "downsampling": ["stride"], "channels_upper": 128})
+    for config in space.sample(50, method="random", seed=0):
+        assert config["num_conv_layers"] == 5
+        assert 1e-3 <= config["lr"] <= 1e-2
+        assert config["shortcut_every"] in (0, 2)
+        assert config["downsampling"] == "stride"
+        assert max(config["channels"]) <= 128
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"num_layers": [1, 2]}, "unknown hyperparameter 'num_layers'"),
+        ({"lr": [1e-2, 1e-4]}, "inverted"),
+        ({"num_conv_layers": [2.5, 4]}, "integers"),
+        ({"bn_fracs": []}, "empty"),
+        ({"downsampling": ["avgpool"]}, "downsampling"),
+        ({"lr": "fast"}, "numbers"),
+        ({"channels_first": [16, 600]}, "channels_upper"),
+        ({"lr": [0, 1e-2]}, "positive"),
+    ],
+)
+def test_bad_overrides(overrides, match):
+    with pytest.raises(SpaceError, match=match) as info:
+        SearchSpace.create("cnn", overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_network():
+    with pytest.raises(SpaceError, match="unknown network"):
+        SearchSpace.create("rnn")
+
+
+def test_space_file(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("num_conv_layers: [4, 6]\nlr: [0.001, 0.01]\n")
+    assert read_space_file(path) == {"num_conv_layers": [4, 6], "lr": [0.001, 0.01]}
+    (tmp_path / "space.json").write_text('{"batch_size": [32, 64]}')
+    assert read_space_file(tmp_path / "space.json") == {"batch_size": [32, 64]}
+    (tmp_path / "bad.yaml").write_text("lr: [0.1, \n  - x")
+    with pytest.raises(SpaceError, match="not valid YAML"):
+        read_space_file(tmp_path / "bad.yaml")
+    with pytest.raises(SpaceError, match="not found"):
+        read_space_file(tmp_path / "missing.yaml")
+
+
+def test_baseline_configs():
+    space = SearchSpace.create("cnn")
+    assert space.time_reference_config()["channels"] == [64, 128, 256, 512]
+    largest = space.largest_config()
+    assert largest["num_conv_layers"] == 16 and largest["channels"][:4] == [64, 128, 256, 512]
+    assert largest["channels"][-1] == 512 and largest["shortcut_every"] == 2
+    mlp = SearchSpace.create("mlp")
+    assert mlp.largest_config()["hidden_nodes"] == [400, 400] == mlp.time_reference_config()["hidden_nodes"]
