@@ -20,12 +20,13 @@ demo: $(STAMP)
 		--method sobol --max-trials 8 --epochs 15 --wc 0.1 --penalty time --seed 0
 
 test: $(STAMP)
+	$(BIN)/ruff check deepncheap tests
+	$(BIN)/mypy deepncheap
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check deepncheap tests
 	$(BIN)/ruff format --check deepncheap tests
-	$(BIN)/mypy deepncheap
+	$(BIN)/ruff check deepncheap tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,15 @@ from deepncheap.search import SearchResult, load_run, search
 from deepncheap.space import SearchSpace
 
 __all__ = [
-    "DNCError", "DataError", "OutputError", "SearchFailedError", "SearchResult", "SearchSpace", "SettingsError",
-    "SpaceError", "load_run", "search",
-]  # fmt: skip
+    "DNCError",
+    "DataError",
+    "OutputError",
+    "SearchFailedError",
+    "SearchResult",
+    "SearchSpace",
+    "SettingsError",
+    "SpaceError",
+    "load_run",
+    "search",
+]
 __version__ = "0.1.0"

@@ -25,9 +25,20 @@ BEST_JSON = "best.json"
 TRIALS_CSV = "trials.csv"
 WEIGHTS = "best_model.safetensors"
 TRIALS_CSV_COLUMNS = (
-    "trial_id", "stage", "status", "objective", "f_p", "f_c", "val_accuracy", "val_loss", "n_params", "flops",
-    "time_per_epoch_s", "wall_s", "config",
-)  # fmt: skip
+    "trial_id",
+    "stage",
+    "status",
+    "objective",
+    "f_p",
+    "f_c",
+    "val_accuracy",
+    "val_loss",
+    "n_params",
+    "flops",
+    "time_per_epoch_s",
+    "wall_s",
+    "config",
+)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -67,9 +78,13 @@ def best_record(store: RunStore, trial: Trial) -> dict[str, Any]:
     else:
         metrics["val_loss"] = trial.val_loss
     metrics.update(
-        f_p=trial.f_p, f_c=trial.f_c, n_params=trial.n_params, flops=trial.flops,
-        time_per_epoch_s=trial.time_per_epoch_s, epochs=trial.epochs,
-    )  # fmt: skip
+        f_p=trial.f_p,
+        f_c=trial.f_c,
+        n_params=trial.n_params,
+        flops=trial.flops,
+        time_per_epoch_s=trial.time_per_epoch_s,
+        epochs=trial.epochs,
+    )
     return {
         "trial_id": trial.trial_id,
         "stage": trial.stage,

@@ -26,12 +26,12 @@ class _Parser(argparse.ArgumentParser):
 
 def _image_shape(text: str) -> tuple[int, int, int]:
     try:
-        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+        shape = [int(v) for v in text.replace("x", ",").split(",")]
     except ValueError:
-        shape = ()
+        shape = []
     if len(shape) != 3 or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"invalid image shape '{text}' (expected C,H,W such as 1,8,8)")
-    return shape  # type: ignore[return-value]
+    return shape[0], shape[1], shape[2]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,8 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = commands.add_parser("search", help="run a search", description="Run a search and write a run directory.")
-    s.add_argument("--data", default="digits",
-                   help=f"built-in ({', '.join(BUILTIN_DATASETS)}) or a .npz/.csv file (default: digits)")
+    s.add_argument(
+        "--data",
+        default="digits",
+        help=f"built-in ({', '.join(BUILTIN_DATASETS)}) or a .npz/.csv file (default: digits)",
+    )
     s.add_argument("--network", default="cnn", help=f"{' | '.join(NETWORKS)} (default: cnn)")
     s.add_argument("--task", choices=TASKS, help="default: inferred from the targets")
     s.add_argument("--target", help="label column of a .csv file")
@@ -54,8 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wc", type=float, default=0.1, help="complexity weight w_c >= 0 (default: 0.1)")
     s.add_argument("--penalty", default="time", help=f"{' | '.join(PENALTIES)} (default: time)")
     s.add_argument("--method", default="sobol", help=f"{' | '.join(METHODS)} (default: sobol)")
-    s.add_argument("--max-trials", type=int, default=DEFAULT_MAX_TRIALS,
-                   help=f"trainings over the whole search (default: {DEFAULT_MAX_TRIALS})")
+    s.add_argument(
+        "--max-trials",
+        type=int,
+        default=DEFAULT_MAX_TRIALS,
+        help=f"trainings over the whole search (default: {DEFAULT_MAX_TRIALS})",
+    )
     s.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs per trial (default: {DEFAULT_EPOCHS})")
     s.add_argument("--seed", type=int, default=0, help="search seed (default: 0)")
     s.add_argument("--space", help="YAML/JSON file of search-space overrides")
@@ -76,12 +83,24 @@ def _run_search(args: argparse.Namespace) -> None:
     from deepncheap.space import read_space_file
 
     result = search(
-        data=args.data, network=args.network, wc=args.wc, penalty=args.penalty, method=args.method,
-        max_trials=args.max_trials, epochs=args.epochs, seed=args.seed, task=args.task, val_split=args.val_split,
-        image_shape=args.image_shape, target=args.target,
-        space=read_space_file(args.space) if args.space else None, device=args.device, threads=args.threads,
-        out=args.out, verbose=not args.quiet,
-    )  # fmt: skip
+        data=args.data,
+        network=args.network,
+        wc=args.wc,
+        penalty=args.penalty,
+        method=args.method,
+        max_trials=args.max_trials,
+        epochs=args.epochs,
+        seed=args.seed,
+        task=args.task,
+        val_split=args.val_split,
+        image_shape=args.image_shape,
+        target=args.target,
+        space=read_space_file(args.space) if args.space else None,
+        device=args.device,
+        threads=args.threads,
+        out=args.out,
+        verbose=not args.quiet,
+    )
     print(format_result(result))
 
 
@@ -90,23 +109,31 @@ def format_result(result: Any) -> str:
     from deepncheap.progress import human_count
 
     m = result.metrics
-    score = (f"validation accuracy: {m['val_accuracy']:.4f}" if "val_accuracy" in m
-             else f"validation loss (MSE): {m['val_loss']:.4g}")  # fmt: skip
-    return "\n".join([
-        f"best config (trial #{result.trial_id}, stage {result.stage}):",
-        json.dumps(result.best_config, indent=2),
-        score,
-        f"parameters: {m['n_params']:,} ({human_count(m['n_params'])})",
-        f"FLOPs per sample: {human_count(m['flops'])}",
-        f"time per epoch: {m['time_per_epoch_s']:.3f} s",
-        f"objective: {m['objective']:+.4f} (f_p {m['f_p']:.4g}, f_c {m['f_c']:.4g})",
-        f"run directory: {result.run_dir}  (best.json, trials.csv, best_model.safetensors, store.sqlite)",
-    ])  # fmt: skip
+    score = (
+        f"validation accuracy: {m['val_accuracy']:.4f}"
+        if "val_accuracy" in m
+        else f"validation loss (MSE): {m['val_loss']:.4g}"
+    )
+    return "\n".join(
+        [
+            f"best config (trial #{result.trial_id}, stage {result.stage}):",
+            json.dumps(result.best_config, indent=2),
+            score,
+            f"parameters: {m['n_params']:,} ({human_count(m['n_params'])})",
+            f"FLOPs per sample: {human_count(m['flops'])}",
+            f"time per epoch: {m['time_per_epoch_s']:.3f} s",
+            f"objective: {m['objective']:+.4f} (f_p {m['f_p']:.4g}, f_c {m['f_c']:.4g})",
+            f"run directory: {result.run_dir}  (best.json, trials.csv, best_model.safetensors, store.sqlite)",
+        ]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (already printed) and --help
+        return int(exc.code or 0)
     if not args.debug:
         warnings.simplefilter("ignore")
     try:
@@ -125,8 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"dnc: error: internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"dnc: error: internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -123,9 +123,7 @@ def read_source(source: Any, *, target: str | None = None) -> RawData:
             if path.suffix.lower() == ".csv":
                 return _read_csv(path, target)
             raise DataError(f"unsupported file type '{path.suffix}' for {path}; use a .npz or .csv file")
-        raise DataError(
-            f"unknown dataset '{text}'; use a built-in ({', '.join(BUILTIN_DATASETS)}) or a .npz/.csv path"
-        )
+        raise DataError(f"unknown dataset '{text}'; use a built-in ({', '.join(BUILTIN_DATASETS)}) or a .npz/.csv path")
     raise DataError(
         f"cannot use data of type {type(source).__name__}; pass a dataset name, a file path, "
         "an (X, y) tuple or a dict of arrays"
@@ -187,7 +185,13 @@ def _from_mapping(name: str, arrays: Mapping[str, Any]) -> RawData:
         return _as_array(arrays[key], key) if key in arrays else None
 
     return RawData(
-        name, get("xtr"), get("ytr"), get("xva"), get("yva"), get("xte"), get("yte")  # type: ignore[arg-type]
+        name,
+        _as_array(arrays["xtr"], "xtr"),
+        _as_array(arrays["ytr"], "ytr"),
+        get("xva"),
+        get("yva"),
+        get("xte"),
+        get("yte"),
     )
 
 
@@ -335,9 +339,7 @@ def _infer_task(y: np.ndarray) -> str:
     return "classification" if bool(np.all(np.mod(y, 1) == 0)) else "regression"
 
 
-def _encode_targets(
-    ys: dict[str, np.ndarray], task: str
-) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+def _encode_targets(ys: dict[str, np.ndarray], task: str) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
     ys = {p: y.reshape(-1) for p, y in ys.items()}
     if task == "regression":
         for part, y in ys.items():
@@ -347,16 +349,13 @@ def _encode_targets(
     y_train = ys["train"]
     if np.issubdtype(y_train.dtype, np.floating) and not np.all(np.mod(y_train, 1) == 0):
         raise DataError(
-            "labels are non-integer floats but --task is classification; use integer class labels "
-            "or --task regression"
+            "labels are non-integer floats but --task is classification; use integer class labels or --task regression"
         )
     if np.issubdtype(y_train.dtype, np.floating):
         ys = {p: y.astype(np.int64) if np.issubdtype(y.dtype, np.floating) else y for p, y in ys.items()}
     classes = np.unique(ys["train"])
     if len(classes) < 2:
-        raise DataError(
-            f"the training labels hold {len(classes)} class; classification needs at least 2 classes"
-        )
+        raise DataError(f"the training labels hold {len(classes)} class; classification needs at least 2 classes")
     encoded = {}
     for part, y in ys.items():
         unknown = np.setdiff1d(np.unique(y), classes)

@@ -35,8 +35,13 @@ def cnn_layout(config: dict[str, Any], input_shape: Sequence[int]) -> CNNLayout:
     depth = len(channels)
     if depth != config.get("num_conv_layers", depth) or depth < 1:
         raise ValueError(f"num_conv_layers={config.get('num_conv_layers')} but {depth} channels given")
-    candidates = sorted({next(i for i, c in enumerate(channels) if c > t) for t in DOWNSAMPLE_THRESHOLDS
-                         if any(c > t for c in channels)})  # fmt: skip
+    candidates = sorted(
+        {
+            next(i for i, c in enumerate(channels) if c > t)
+            for t in DOWNSAMPLE_THRESHOLDS
+            if any(c > t for c in channels)
+        }
+    )
     height, width = int(input_shape[-2]), int(input_shape[-1])
     downsample = [False] * depth
     for i in candidates:
@@ -110,10 +115,15 @@ class ConvNet(nn.Module):
         mode = str(config["downsampling"])
         c_in = [int(input_shape[0]), *layout.channels[:-1]]
         blocks = [
-            ConvBlock(c_in[i], c, dropout=layout.dropout[i], downsample=mode if layout.downsample[i] else None,
-                      batch_norm=layout.batch_norm[i])
+            ConvBlock(
+                c_in[i],
+                c,
+                dropout=layout.dropout[i],
+                downsample=mode if layout.downsample[i] else None,
+                batch_norm=layout.batch_norm[i],
+            )
             for i, c in enumerate(layout.channels)
-        ]  # fmt: skip
+        ]
         stages: list[nn.Module] = []
         i = 0
         groups = dict(layout.shortcut_groups)

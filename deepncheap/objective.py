@@ -27,9 +27,13 @@ class Baselines:
 
 
 def performance_error(
-    *, task: str, n_val: int, val_accuracy: float | None = None, val_mse: float | None = None,
+    *,
+    task: str,
+    n_val: int,
+    val_accuracy: float | None = None,
+    val_mse: float | None = None,
     val_target_var: float = 1.0,
-) -> float:  # fmt: skip
+) -> float:
     """f_p: 1 - best validation accuracy, floored at 0.5/n_val; regression: best MSE / Var(y_val),
     floored at 1e-6."""
     if task == "classification":

@@ -18,7 +18,9 @@ def open_run(run_dir: str | Path) -> RunStore:
     try:
         return RunStore.open(Path(run_dir), readonly=True)
     except FileNotFoundError:
-        raise OutputError(f"{run_dir} is not a run (it has no {STORE_NAME}); give a directory made by dnc search") from None
+        raise OutputError(
+            f"{run_dir} is not a run (it has no {STORE_NAME}); give a directory made by dnc search"
+        ) from None
 
 
 def summarize_config(config: dict[str, Any]) -> str:
@@ -33,8 +35,19 @@ def summarize_config(config: dict[str, Any]) -> str:
 
 def trials_table(trials: list[Trial], *, title: str = "trials") -> Table:
     table = Table(title=title, title_justify="left")
-    for name in ("id", "stage", "status", "objective", "val acc", "val loss", "params", "FLOPs", "s/epoch",
-                 "wall s", "config"):  # fmt: skip
+    for name in (
+        "id",
+        "stage",
+        "status",
+        "objective",
+        "val acc",
+        "val loss",
+        "params",
+        "FLOPs",
+        "s/epoch",
+        "wall s",
+        "config",
+    ):
         table.add_column(name, justify="left" if name in ("stage", "status", "config") else "right")
 
     def fmt(value: float | None, spec: str) -> str:
@@ -42,10 +55,18 @@ def trials_table(trials: list[Trial], *, title: str = "trials") -> Table:
 
     for t in trials:
         table.add_row(
-            str(t.trial_id), t.stage, t.status, fmt(t.objective, "+.4f"), fmt(t.val_accuracy, ".4f"),
-            fmt(t.val_loss, ".4g"), human_count(t.n_params), human_count(t.flops), fmt(t.time_per_epoch_s, ".3f"),
-            fmt(t.wall_s, ".1f"), summarize_config(t.config) if t.status != "failed" else (t.error or "")[:80],
-        )  # fmt: skip
+            str(t.trial_id),
+            t.stage,
+            t.status,
+            fmt(t.objective, "+.4f"),
+            fmt(t.val_accuracy, ".4f"),
+            fmt(t.val_loss, ".4g"),
+            human_count(t.n_params),
+            human_count(t.flops),
+            fmt(t.time_per_epoch_s, ".3f"),
+            fmt(t.wall_s, ".1f"),
+            summarize_config(t.config) if t.status != "failed" else (t.error or "")[:80],
+        )
     return table
 
 
@@ -67,7 +88,9 @@ def show_run(run_dir: str | Path, console: Console | None = None) -> None:
         console.print("no complete trial yet")
         return
     console.print(f"best: trial #{best.trial_id} ({best.stage}) {summarize_config(best.config)}")
-    score = f"val accuracy {best.val_accuracy:.4f}" if best.val_accuracy is not None else f"val loss {best.val_loss:.4g}"
+    score = (
+        f"val accuracy {best.val_accuracy:.4f}" if best.val_accuracy is not None else f"val loss {best.val_loss:.4g}"
+    )
     console.print(
         f"      objective {best.objective:+.4f}, {score}, {human_count(best.n_params)} parameters, "
         f"{human_count(best.flops)} FLOPs/sample, {best.time_per_epoch_s:.3f} s/epoch"

@@ -24,8 +24,8 @@ from deepncheap.objective import PENALTIES, Baselines, complexity, objective, pe
 from deepncheap.progress import SearchProgress
 from deepncheap.space import NETWORKS, SAMPLING_METHODS, SearchSpace, is_int, is_number
 from deepncheap.store import STORE_NAME, RunStore, Trial
-from deepncheap.trial import TrialMeasurements, resolve_device, run_trial, trial_seed
 from deepncheap.train import DeviceData
+from deepncheap.trial import TrialMeasurements, resolve_device, run_trial, trial_seed
 
 # CPU-friendly default (the reference trains 100 epochs per trial on a GPU); see the README.
 DEFAULT_EPOCHS = 20
@@ -70,8 +70,16 @@ def search(
 ) -> SearchResult:
     """Search configs of `network` on `data`, minimizing log10(f_p + wc * f_c); see the README for options."""
     max_trials = DEFAULT_MAX_TRIALS if max_trials is None else max_trials
-    _check_options(network=network, wc=wc, penalty=penalty, method=method, max_trials=max_trials, epochs=epochs,
-                   seed=seed, threads=threads)  # fmt: skip
+    _check_options(
+        network=network,
+        wc=wc,
+        penalty=penalty,
+        method=method,
+        max_trials=max_trials,
+        epochs=epochs,
+        seed=seed,
+        threads=threads,
+    )
     torch_device = _check_device(device)
     search_space = SearchSpace.create(network, space)
     dataset = load_dataset(
@@ -80,12 +88,23 @@ def search(
     run_dir = prepare_run_dir(out, default_run_name(dataset.name, network))
     torch.set_num_threads(threads or torch.get_num_threads())
     settings = {
-        "data": dataset.summary(), "data_source": str(data) if isinstance(data, (str, Path)) else "arrays",
-        "network": network, "task": dataset.task, "wc": float(wc), "penalty": penalty, "method": method,
-        "max_trials": max_trials, "epochs": epochs, "seed": seed, "val_split": val_split,
-        "image_shape": list(image_shape) if image_shape else None, "target": target,
-        "device": str(torch_device), "threads": torch.get_num_threads(), "space": search_space.to_dict(),
-    }  # fmt: skip
+        "data": dataset.summary(),
+        "data_source": str(data) if isinstance(data, (str, Path)) else "arrays",
+        "network": network,
+        "task": dataset.task,
+        "wc": float(wc),
+        "penalty": penalty,
+        "method": method,
+        "max_trials": max_trials,
+        "epochs": epochs,
+        "seed": seed,
+        "val_split": val_split,
+        "image_shape": list(image_shape) if image_shape else None,
+        "target": target,
+        "device": str(torch_device),
+        "threads": torch.get_num_threads(),
+        "space": search_space.to_dict(),
+    }
     with RunStore.create(run_dir, settings) as store, SearchProgress(max_trials, enabled=verbose) as progress:
         progress.note(f"run directory: {run_dir}")
         device_data = DeviceData.from_dataset(dataset, torch_device)
@@ -95,9 +114,18 @@ def search(
         best: Trial | None = None
         for index, config in enumerate(search_space.sample(max_trials, method=method, seed=seed)):
             trial = run_and_record(
-                store, config, stage="joint", index=index, data=device_data, dataset=dataset, epochs=epochs,
-                seed=seed, scorer=scorer, run_dir=run_dir, best=best,
-            )  # fmt: skip
+                store,
+                config,
+                stage="joint",
+                index=index,
+                data=device_data,
+                dataset=dataset,
+                epochs=epochs,
+                seed=seed,
+                scorer=scorer,
+                run_dir=run_dir,
+                best=best,
+            )
             if trial.status == "complete" and (best is None or trial.objective < best.objective):  # type: ignore[operator]
                 best = trial
             progress.trial_finished(trial, best)
@@ -122,35 +150,61 @@ class Scorer:
     def score(self, measured: TrialMeasurements) -> dict[str, Any]:
         training = measured.training
         f_p = performance_error(
-            task=self.dataset.task, n_val=len(self.dataset.y_val), val_accuracy=training.val_accuracy,
-            val_mse=training.val_loss, val_target_var=float(np.var(self.dataset.y_val)) or 1.0,
-        )  # fmt: skip
-        f_c = complexity(penalty=self.penalty, n_params=measured.n_params,
-                         time_per_epoch_s=training.time_per_epoch_s, baselines=self.baselines)  # fmt: skip
+            task=self.dataset.task,
+            n_val=len(self.dataset.y_val),
+            val_accuracy=training.val_accuracy,
+            val_mse=training.val_loss,
+            val_target_var=float(np.var(self.dataset.y_val)) or 1.0,
+        )
+        f_c = complexity(
+            penalty=self.penalty,
+            n_params=measured.n_params,
+            time_per_epoch_s=training.time_per_epoch_s,
+            baselines=self.baselines,
+        )
         val_loss = training.val_loss
         if self.dataset.task == "regression":  # report MSE in the targets' own units
             val_loss *= self.dataset.target_std**2
         return {
-            "objective": objective(f_p, f_c, self.wc), "f_p": f_p, "f_c": f_c,
-            "val_accuracy": training.val_accuracy, "val_loss": val_loss, "n_params": measured.n_params,
-            "flops": measured.flops, "time_per_epoch_s": training.time_per_epoch_s,
+            "objective": objective(f_p, f_c, self.wc),
+            "f_p": f_p,
+            "f_c": f_c,
+            "val_accuracy": training.val_accuracy,
+            "val_loss": val_loss,
+            "n_params": measured.n_params,
+            "flops": measured.flops,
+            "time_per_epoch_s": training.time_per_epoch_s,
             "epochs": len(training.val_curve),
-        }  # fmt: skip
+        }
 
 
 def run_and_record(
-    store: RunStore, config: dict[str, Any], *, stage: str, index: int, data: DeviceData, dataset: Dataset,
-    epochs: int, seed: int, scorer: Scorer, run_dir: Path, best: Trial | None,
-) -> Trial:  # fmt: skip
+    store: RunStore,
+    config: dict[str, Any],
+    *,
+    stage: str,
+    index: int,
+    data: DeviceData,
+    dataset: Dataset,
+    epochs: int,
+    seed: int,
+    scorer: Scorer,
+    run_dir: Path,
+    best: Trial | None,
+) -> Trial:
     """Run one trial between a `running` row and its completion; a trial that raises is recorded `failed`.
     The model's weights are saved when it beats `best`."""
     trial_id = store.start_trial(stage=stage, stage_index=index, config=config)
     start = time.perf_counter()
     try:
         measured = run_trial(
-            config, data, input_shape=dataset.input_shape, num_outputs=dataset.num_outputs, epochs=epochs,
+            config,
+            data,
+            input_shape=dataset.input_shape,
+            num_outputs=dataset.num_outputs,
+            epochs=epochs,
             seed=trial_seed(seed, stage, index),
-        )  # fmt: skip
+        )
         metrics = scorer.score(measured)
     except KeyboardInterrupt:
         store.finish_trial(trial_id, status="interrupted", wall_s=time.perf_counter() - start)
@@ -162,15 +216,16 @@ def run_and_record(
     if best is None or metrics["objective"] < best.objective:
         artifacts.save_weights(measured.model, run_dir)
     store.finish_trial(
-        trial_id, status="complete", metrics=metrics, val_curve=measured.training.val_curve,
+        trial_id,
+        status="complete",
+        metrics=metrics,
+        val_curve=measured.training.val_curve,
         wall_s=time.perf_counter() - start,
-    )  # fmt: skip
+    )
     return store.trial(trial_id)
 
 
-def measure_baselines(
-    space: SearchSpace, dataset: Dataset, data: DeviceData, *, penalty: str, seed: int
-) -> Baselines:
+def measure_baselines(space: SearchSpace, dataset: Dataset, data: DeviceData, *, penalty: str, seed: int) -> Baselines:
     """Parameter count of the space's largest network (built on the meta device, no memory used) and, for
     the time penalty, the measured time per epoch of the space's reference config."""
     with torch.device("meta"):
@@ -179,9 +234,13 @@ def measure_baselines(
     time_per_epoch = None
     if penalty == "time":
         measured = run_trial(
-            space.time_reference_config(), data, input_shape=dataset.input_shape,
-            num_outputs=dataset.num_outputs, epochs=BASELINE_EPOCHS, seed=trial_seed(seed, "baseline", 0),
-        )  # fmt: skip
+            space.time_reference_config(),
+            data,
+            input_shape=dataset.input_shape,
+            num_outputs=dataset.num_outputs,
+            epochs=BASELINE_EPOCHS,
+            seed=trial_seed(seed, "baseline", 0),
+        )
         time_per_epoch = measured.training.time_per_epoch_s
     return Baselines(n_params=n_params, time_per_epoch_s=time_per_epoch)
 
@@ -200,9 +259,15 @@ def load_run(run_dir: str | Path) -> SearchResult:
     model.load_state_dict(artifacts.load_weights(run_dir))
     model.eval()
     return SearchResult(
-        run_dir=run_dir, trial_id=record["trial_id"], stage=record["stage"], best_config=record["config"],
-        metrics=record["metrics"], model=model, settings=record["settings"], baselines=record["baselines"],
-    )  # fmt: skip
+        run_dir=run_dir,
+        trial_id=record["trial_id"],
+        stage=record["stage"],
+        best_config=record["config"],
+        metrics=record["metrics"],
+        model=model,
+        settings=record["settings"],
+        baselines=record["baselines"],
+    )
 
 
 def default_run_name(data_name: str, network: str) -> Path:
@@ -234,9 +299,16 @@ def prepare_run_dir(out: str | Path | None, default: Path) -> Path:
 
 
 def _check_options(
-    *, network: str, wc: float, penalty: str, method: str, max_trials: int, epochs: int, seed: int,
+    *,
+    network: str,
+    wc: float,
+    penalty: str,
+    method: str,
+    max_trials: int,
+    epochs: int,
+    seed: int,
     threads: int | None,
-) -> None:  # fmt: skip
+) -> None:
     if network not in NETWORKS:
         raise SettingsError(f"unknown network '{network}'; use one of: {', '.join(NETWORKS)}")
     if not is_number(wc) or not math.isfinite(wc) or wc < 0:
@@ -258,4 +330,3 @@ def _check_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SettingsError("--device cuda was asked for but CUDA is not available; use --device cpu or auto")
     return resolve_device(device)
-

@@ -23,9 +23,19 @@ NETWORKS = ("cnn", "mlp")
 SAMPLING_METHODS = ("random", "sobol")
 DOWNSAMPLING = ("maxpool", "stride")
 CNN_KEYS = (
-    "network", "num_conv_layers", "channels", "downsampling", "bn_frac", "do_frac",
-    "input_drop_prob", "drop_prob", "shortcut_every", "lr", "weight_decay", "batch_size",
-)  # fmt: skip
+    "network",
+    "num_conv_layers",
+    "channels",
+    "downsampling",
+    "bn_frac",
+    "do_frac",
+    "input_drop_prob",
+    "drop_prob",
+    "shortcut_every",
+    "lr",
+    "weight_decay",
+    "batch_size",
+)
 MLP_KEYS = ("network", "num_hidden_layers", "hidden_nodes", "drop_prob", "lr", "weight_decay", "batch_size")
 
 # Values used while a hyperparameter is not searched (the reference's defaults, SPEC §8).
@@ -141,7 +151,9 @@ class SearchSpace:
         """The config with the given layers and every other hyperparameter at its default."""
         training = {
             "lr": _clip(DEFAULT_LR, self.lr),
-            "weight_decay": self.weight_decay[0] if self.weight_decay[0] == self.weight_decay[1] else DEFAULT_WEIGHT_DECAY,
+            "weight_decay": self.weight_decay[0]
+            if self.weight_decay[0] == self.weight_decay[1]
+            else DEFAULT_WEIGHT_DECAY,
             "batch_size": int(_clip(DEFAULT_BATCH_SIZE, self.batch_size)),
         }
         if self.network == "cnn":
@@ -157,8 +169,13 @@ class SearchSpace:
                 "shortcut_every": default_shortcut_every(depth),
                 **training,
             }
-        return {"network": "mlp", "num_hidden_layers": depth, "hidden_nodes": widths,
-                "drop_prob": DEFAULT_MLP_DROP, **training}  # fmt: skip
+        return {
+            "network": "mlp",
+            "num_hidden_layers": depth,
+            "hidden_nodes": widths,
+            "drop_prob": DEFAULT_MLP_DROP,
+            **training,
+        }
 
     def largest_config(self) -> dict[str, Any]:
         """The space's largest network (most layers, widest channels/nodes): the parameter baseline."""
@@ -260,7 +277,13 @@ def _clip(value: float, bounds: tuple[float, float]) -> float:
 
 # --- validation of overrides -------------------------------------------------------------------------
 
-_INT_RANGES = {"num_conv_layers": 1, "channels_first": 1, "num_hidden_layers": 0, "hidden_nodes": 1, "batch_size": 1}
+_INT_RANGES = {
+    "num_conv_layers": 1,
+    "channels_first": 1,
+    "num_hidden_layers": 0,
+    "hidden_nodes": 1,
+    "batch_size": 1,
+}
 _REAL_RANGES = ("lr", "weight_decay")
 _PROB_CHOICES = ("bn_fracs", "do_fracs", "input_drop_probs", "drop_probs", "drop_probs_mlp")
 _FIELD_KINDS = [f.name for f in fields(SearchSpace) if f.name != "network"]

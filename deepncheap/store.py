@@ -21,8 +21,16 @@ STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
 STAGES = ("joint", "core", "advanced", "training")  # `joint`: random/Sobol search over every hyperparameter
 # Measurement columns of a trial row, in trials.csv order.
 METRIC_COLUMNS = (
-    "objective", "f_p", "f_c", "val_accuracy", "val_loss", "n_params", "flops", "time_per_epoch_s", "epochs",
-)  # fmt: skip
+    "objective",
+    "f_p",
+    "f_c",
+    "val_accuracy",
+    "val_loss",
+    "n_params",
+    "flops",
+    "time_per_epoch_s",
+    "epochs",
+)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS run (
@@ -94,9 +102,12 @@ class RunStore:
         with store._transaction() as db:
             db.executemany(
                 "INSERT INTO run (key, value) VALUES (?, ?)",
-                [("schema_version", json.dumps(SCHEMA_VERSION)), ("settings", json.dumps(settings)),
-                 ("created_at", json.dumps(time.time()))],
-            )  # fmt: skip
+                [
+                    ("schema_version", json.dumps(SCHEMA_VERSION)),
+                    ("settings", json.dumps(settings)),
+                    ("created_at", json.dumps(time.time())),
+                ],
+            )
         return store
 
     @classmethod
@@ -150,9 +161,15 @@ class RunStore:
         return int(cursor.lastrowid)  # type: ignore[arg-type]
 
     def finish_trial(
-        self, trial_id: int, *, status: str, metrics: dict[str, Any] | None = None,
-        val_curve: list[float] | None = None, wall_s: float | None = None, error: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        trial_id: int,
+        *,
+        status: str,
+        metrics: dict[str, Any] | None = None,
+        val_curve: list[float] | None = None,
+        wall_s: float | None = None,
+        error: str | None = None,
+    ) -> None:
         """Record the end of a trial: its status, measurements (METRIC_COLUMNS), curve, wall time, error."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status}")

@@ -78,7 +78,14 @@ def lr_milestones(epochs: int) -> list[int]:
 
 
 def train(
-    model: nn.Module, data: DeviceData, *, lr: float, weight_decay: float, batch_size: int, epochs: int, seed: int
+    model: nn.Module,
+    data: DeviceData,
+    *,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    epochs: int,
+    seed: int,
 ) -> TrainResult:
     """Train `model` (already on `data.device`) for `epochs` epochs; raise TrialDiverged on a NaN loss."""
     device = data.device

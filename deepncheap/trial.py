@@ -38,18 +38,28 @@ def trial_seed(search_seed: int, stage: str, index: int) -> int:
 
 
 def run_trial(
-    config: dict[str, Any], data: DeviceData, *, input_shape: tuple[int, ...], num_outputs: int, epochs: int,
+    config: dict[str, Any],
+    data: DeviceData,
+    *,
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    epochs: int,
     seed: int,
-) -> TrialMeasurements:  # fmt: skip
+) -> TrialMeasurements:
     """Build, cost and train `config` on `data` for `epochs` epochs with the given seed."""
     seed_everything(seed)
     model = build_model(config, input_shape, num_outputs).to(data.device)
     n_params = count_parameters(model)
     flops = count_flops(model, input_shape)
     training = train(
-        model, data, lr=float(config["lr"]), weight_decay=float(config["weight_decay"]),
-        batch_size=int(config["batch_size"]), epochs=epochs, seed=seed,
-    )  # fmt: skip
+        model,
+        data,
+        lr=float(config["lr"]),
+        weight_decay=float(config["weight_decay"]),
+        batch_size=int(config["batch_size"]),
+        epochs=epochs,
+        seed=seed,
+    )
     return TrialMeasurements(n_params=n_params, flops=flops, training=training)
 
 

@@ -261,9 +261,7 @@ def test_npz_with_validation_used_as_is(tmp_path):
 
 def test_csv_numeric_labels(tmp_path):
     x, y = make_xy(60, features=3)
-    lines = ["f1,label,f2,f3"] + [
-        f"{a},{lab},{b},{c}" for (a, b, c), lab in zip(x.tolist(), y.tolist(), strict=True)
-    ]
+    lines = ["f1,label,f2,f3"] + [f"{a},{lab},{b},{c}" for (a, b, c), lab in zip(x.tolist(), y.tolist(), strict=True)]
     path = write_csv(tmp_path / "table.csv", "\n".join(lines) + "\n")
     data = load_dataset(path, network="mlp", target="label")
     assert data.name == "table"
@@ -370,9 +368,7 @@ def test_float_labels_with_explicit_regression():
     assert data.y_train.dtype == np.float32
     assert data.target_std > 0
     # targets are standardized with the training mean and target_std
-    restored = np.sort(
-        np.concatenate([data.y_train, data.y_val, data.y_test]) * data.target_std + data.target_mean
-    )
+    restored = np.sort(np.concatenate([data.y_train, data.y_val, data.y_test]) * data.target_std + data.target_mean)
     np.testing.assert_allclose(restored, np.sort(y), rtol=1e-5, atol=1e-4)
 
 
@@ -461,9 +457,7 @@ BAD_INPUTS = [
         "non-integer",
         id="float-labels-classification",
     ),
-    pytest.param(
-        lambda tp: _csv(tp, "a,b,y\n1,2,0\n3,4,1\n", target="label"), "no column 'label'", id="csv-no-target"
-    ),
+    pytest.param(lambda tp: _csv(tp, "a,b,y\n1,2,0\n3,4,1\n", target="label"), "no column 'label'", id="csv-no-target"),
     pytest.param(
         lambda tp: _csv(tp, "a,b,label\n1,2,0\n3,red,1\n", target="label"),
         "non-numeric",
@@ -471,20 +465,14 @@ BAD_INPUTS = [
     ),
     pytest.param(lambda tp: _csv(tp, "", target="label"), "empty", id="csv-zero-bytes"),
     pytest.param(lambda tp: _csv(tp, "a,b,label\n", target="label"), "empty", id="csv-header-only"),
-    pytest.param(
-        lambda tp: load_dataset("iris", network="mlp", task="ranking"), "unknown task", id="unknown-task"
-    ),
+    pytest.param(lambda tp: load_dataset("iris", network="mlp", task="ranking"), "unknown task", id="unknown-task"),
     pytest.param(
         lambda tp: load_dataset("digits", network="cnn", image_shape=(1, 7, 7)),
         "image-shape",
         id="image-shape-product",
     ),
-    pytest.param(
-        lambda tp: load_dataset("iris", network="mlp", val_split=0.0), "val-split", id="val-split-0"
-    ),
-    pytest.param(
-        lambda tp: load_dataset("iris", network="mlp", val_split=1.0), "val-split", id="val-split-1"
-    ),
+    pytest.param(lambda tp: load_dataset("iris", network="mlp", val_split=0.0), "val-split", id="val-split-0"),
+    pytest.param(lambda tp: load_dataset("iris", network="mlp", val_split=1.0), "val-split", id="val-split-1"),
 ]
 
 

@@ -50,15 +50,21 @@ def test_bn_dropout_and_shortcut_layout():
 
 def test_residual_with_downsampling_inside_group_matches_shapes():
     for downsampling in ("maxpool", "stride"):
-        config = cnn_config([32, 64, 128, 128, 256, 256, 512, 512, 512], shortcut_every=4,
-                            downsampling=downsampling)
+        config = cnn_config([32, 64, 128, 128, 256, 256, 512, 512, 512], shortcut_every=4, downsampling=downsampling)
         for size in (7, 8, 9, 32):
             assert build_model(config, (2, size, size), 3)(torch.randn(2, 2, size, size)).shape == (2, 3)
 
 
 def test_mlp_builds():
-    config = {"network": "mlp", "num_hidden_layers": 2, "hidden_nodes": [30, 20], "drop_prob": 0.1,
-              "lr": 1e-3, "weight_decay": 0.0, "batch_size": 32}
+    config = {
+        "network": "mlp",
+        "num_hidden_layers": 2,
+        "hidden_nodes": [30, 20],
+        "drop_prob": 0.1,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "batch_size": 32,
+    }
     model = build_model(config, (64,), 10)
     assert model(torch.randn(5, 64)).shape == (5, 10)
     linear = dict(config, num_hidden_layers=0, hidden_nodes=[])

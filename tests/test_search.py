@@ -17,8 +17,19 @@ TIMING = ("time_per_epoch_s", "wall_s")
 
 
 def mlp_search(out, **options):
-    settings = dict(data="digits", network="mlp", wc=0.1, penalty="params", method="sobol", max_trials=4,
-                    epochs=3, seed=0, space=FAST_MLP, out=out, verbose=False)
+    settings = dict(
+        data="digits",
+        network="mlp",
+        wc=0.1,
+        penalty="params",
+        method="sobol",
+        max_trials=4,
+        epochs=3,
+        seed=0,
+        space=FAST_MLP,
+        out=out,
+        verbose=False,
+    )
     settings.update(options)
     return deepncheap.search(**settings)
 
@@ -31,21 +42,54 @@ def read_csv(path):
 def test_search_writes_spec_outputs(tmp_path):
     result = mlp_search(tmp_path / "run")
     run = tmp_path / "run"
-    assert {p.name for p in run.iterdir()} >= {"store.sqlite", "best.json", "trials.csv", "best_model.safetensors"}
+    assert {p.name for p in run.iterdir()} >= {
+        "store.sqlite",
+        "best.json",
+        "trials.csv",
+        "best_model.safetensors",
+    }
 
     best = json.loads((run / "best.json").read_text())
     assert list(best) == ["trial_id", "stage", "config", "metrics", "settings", "baselines"]
-    assert list(best["metrics"]) == ["objective", "val_accuracy", "f_p", "f_c", "n_params", "flops",
-                                     "time_per_epoch_s", "epochs"]
-    assert set(best["config"]) == {"network", "num_hidden_layers", "hidden_nodes", "drop_prob", "lr",
-                                   "weight_decay", "batch_size"}
+    assert list(best["metrics"]) == [
+        "objective",
+        "val_accuracy",
+        "f_p",
+        "f_c",
+        "n_params",
+        "flops",
+        "time_per_epoch_s",
+        "epochs",
+    ]
+    assert set(best["config"]) == {
+        "network",
+        "num_hidden_layers",
+        "hidden_nodes",
+        "drop_prob",
+        "lr",
+        "weight_decay",
+        "batch_size",
+    }
     assert best["settings"]["seed"] == 0 and best["settings"]["penalty"] == "params"
     # the parameter baseline is the space's largest network: two hidden layers of 64 (FAST_MLP)
     assert best["baselines"]["n_params"] == 64 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
 
     rows = read_csv(run / "trials.csv")
-    assert list(rows[0]) == ["trial_id", "stage", "status", "objective", "f_p", "f_c", "val_accuracy", "val_loss",
-                             "n_params", "flops", "time_per_epoch_s", "wall_s", "config"]
+    assert list(rows[0]) == [
+        "trial_id",
+        "stage",
+        "status",
+        "objective",
+        "f_p",
+        "f_c",
+        "val_accuracy",
+        "val_loss",
+        "n_params",
+        "flops",
+        "time_per_epoch_s",
+        "wall_s",
+        "config",
+    ]
     assert len(rows) == 4 and all(r["status"] == "complete" and r["stage"] == "joint" for r in rows)
     assert min(rows, key=lambda r: float(r["objective"]))["trial_id"] == str(best["trial_id"])
     for row in rows:
@@ -82,10 +126,23 @@ def test_same_seed_with_params_penalty_repeats_exactly(tmp_path):
 
 
 def test_cnn_search_with_time_penalty(tmp_path):
-    space = {"num_conv_layers": [4, 5], "channels_first": [8, 16], "channels_upper": 32, "batch_size": [64, 128],
-             "lr": [1e-3, 1e-2]}
-    result = deepncheap.search(data="digits", network="cnn", space=space, method="random", max_trials=2, epochs=2,
-                               out=tmp_path / "cnn", verbose=False)
+    space = {
+        "num_conv_layers": [4, 5],
+        "channels_first": [8, 16],
+        "channels_upper": 32,
+        "batch_size": [64, 128],
+        "lr": [1e-3, 1e-2],
+    }
+    result = deepncheap.search(
+        data="digits",
+        network="cnn",
+        space=space,
+        method="random",
+        max_trials=2,
+        epochs=2,
+        out=tmp_path / "cnn",
+        verbose=False,
+    )
     baseline = result.baselines["time_per_epoch_s"]
     assert baseline > 0
     assert result.metrics["f_c"] == pytest.approx(result.metrics["time_per_epoch_s"] / baseline)
@@ -93,8 +150,16 @@ def test_cnn_search_with_time_penalty(tmp_path):
 
 
 def test_regression_search_reports_val_loss(tmp_path):
-    result = deepncheap.search(data="diabetes", network="mlp", space=FAST_MLP, max_trials=2, epochs=3,
-                               penalty="params", out=tmp_path / "reg", verbose=False)
+    result = deepncheap.search(
+        data="diabetes",
+        network="mlp",
+        space=FAST_MLP,
+        max_trials=2,
+        epochs=3,
+        penalty="params",
+        out=tmp_path / "reg",
+        verbose=False,
+    )
     assert "val_accuracy" not in result.metrics and result.metrics["val_loss"] > 0
     assert result.settings["task"] == "regression"
     assert 0 < result.metrics["f_p"] < 1.5

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from deepncheap.errors import SpaceError
-from deepncheap.space import CNN_KEYS, MLP_KEYS, SearchSpace, default_shortcut_every, read_space_file, unit_points
+from deepncheap.space import (
+    CNN_KEYS,
+    MLP_KEYS,
+    SearchSpace,
+    default_shortcut_every,
+    read_space_file,
+    unit_points,
+)
 
 
 @pytest.mark.parametrize("method", ["random", "sobol"])
@@ -17,7 +24,7 @@ def test_cnn_samples_within_bounds_and_channel_rule(method):
         assert len(channels) == config["num_conv_layers"]
         assert 4 <= config["num_conv_layers"] <= 16
         assert 16 <= channels[0] <= 64
-        for prev, cur in zip(channels, channels[1:]):
+        for prev, cur in zip(channels, channels[1:], strict=False):
             assert prev <= cur <= min(2 * prev, 512)
         assert config["downsampling"] in ("maxpool", "stride")
         assert config["bn_frac"] in space.bn_fracs and config["do_frac"] in space.do_fracs
@@ -70,8 +77,16 @@ def test_shortcut_rule():
 
 
 def test_overrides_fix_and_narrow_values():
-    space = SearchSpace.create("cnn", {"num_conv_layers": 5, "lr": [1e-3, 1e-2], "shortcut_every": ["none", 2],
-                                       "downsampling": ["stride"], "channels_upper": 128})
+    space = SearchSpace.create(
+        "cnn",
+        {
+            "num_conv_layers": 5,
+            "lr": [1e-3, 1e-2],
+            "shortcut_every": ["none", 2],
+            "downsampling": ["stride"],
+            "channels_upper": 128,
+        },
+    )
     for config in space.sample(50, method="random", seed=0):
         assert config["num_conv_layers"] == 5
         assert 1e-3 <= config["lr"] <= 1e-2

@@ -4,8 +4,15 @@ import pytest
 
 from deepncheap.store import METRIC_COLUMNS, RunStore
 
-CONFIG = {"network": "mlp", "num_hidden_layers": 1, "hidden_nodes": [32], "drop_prob": 0.2, "lr": 0.001,
-          "weight_decay": 0.0, "batch_size": 64}
+CONFIG = {
+    "network": "mlp",
+    "num_hidden_layers": 1,
+    "hidden_nodes": [32],
+    "drop_prob": 0.2,
+    "lr": 0.001,
+    "weight_decay": 0.0,
+    "batch_size": 64,
+}
 
 
 def test_store_round_trip_and_running_rows(tmp_path):
@@ -21,7 +28,7 @@ def test_store_round_trip_and_running_rows(tmp_path):
         assert reader.settings == settings
         assert reader.best_trial() is None
 
-    metrics = dict(zip(METRIC_COLUMNS, (-1.5, 0.03, 0.2, 0.97, 0.1, 1234, 5678, 0.25, 3)))
+    metrics = dict(zip(METRIC_COLUMNS, (-1.5, 0.03, 0.2, 0.97, 0.1, 1234, 5678, 0.25, 3), strict=True))
     store.finish_trial(trial_id, status="complete", metrics=metrics, val_curve=[0.9, 0.97, 0.96], wall_s=1.5)
     failed = store.start_trial(stage="joint", stage_index=1, config=CONFIG)
     store.finish_trial(failed, status="failed", error="TrialDiverged: nan", wall_s=0.1)

@@ -5,8 +5,15 @@ from deepncheap.data import load_dataset
 from deepncheap.models import build_model
 from deepncheap.train import DeviceData, TrialDiverged, lr_milestones, seed_everything, train
 
-MLP = {"network": "mlp", "num_hidden_layers": 1, "hidden_nodes": [64], "drop_prob": 0.1, "lr": 3e-3,
-       "weight_decay": 0.0, "batch_size": 64}
+MLP = {
+    "network": "mlp",
+    "num_hidden_layers": 1,
+    "hidden_nodes": [64],
+    "drop_prob": 0.1,
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "batch_size": 64,
+}
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +25,15 @@ def digits_mlp():
 def fit(data, dataset, config, epochs, seed=0):
     seed_everything(seed)
     model = build_model(config, dataset.input_shape, dataset.num_outputs)
-    return train(model, data, lr=config["lr"], weight_decay=config["weight_decay"],
-                 batch_size=config["batch_size"], epochs=epochs, seed=seed)
+    return train(
+        model,
+        data,
+        lr=config["lr"],
+        weight_decay=config["weight_decay"],
+        batch_size=config["batch_size"],
+        epochs=epochs,
+        seed=seed,
+    )
 
 
 def test_trainer_reaches_90_percent_on_digits_mlp_in_a_few_epochs(digits_mlp):
@@ -64,11 +78,27 @@ def test_regression_training_reduces_mse():
 def test_cnn_with_batch_norm_trains_on_one_by_one_maps():
     """A last batch of one sample at a 1x1 map would break batch norm; the trainer skips it."""
     dataset = load_dataset("digits", network="cnn")
-    small = DeviceData(dataset.task, *(torch.from_numpy(a) for a in (dataset.x_train[:65], dataset.y_train[:65],
-                                                                     dataset.x_val[:40], dataset.y_val[:40])))
-    config = {"network": "cnn", "num_conv_layers": 4, "channels": [64, 128, 256, 512], "downsampling": "maxpool",
-              "bn_frac": 1.0, "do_frac": 0.0, "input_drop_prob": 0.1, "drop_prob": 0.3, "shortcut_every": 0,
-              "lr": 1e-3, "weight_decay": 0.0, "batch_size": 32}
+    small = DeviceData(
+        dataset.task,
+        *(
+            torch.from_numpy(a)
+            for a in (dataset.x_train[:65], dataset.y_train[:65], dataset.x_val[:40], dataset.y_val[:40])
+        ),
+    )
+    config = {
+        "network": "cnn",
+        "num_conv_layers": 4,
+        "channels": [64, 128, 256, 512],
+        "downsampling": "maxpool",
+        "bn_frac": 1.0,
+        "do_frac": 0.0,
+        "input_drop_prob": 0.1,
+        "drop_prob": 0.3,
+        "shortcut_every": 0,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "batch_size": 32,
+    }
     assert fit(small, dataset, config, epochs=1).val_accuracy is not None
 
 

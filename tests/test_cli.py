@@ -1,0 +1,141 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepncheap.cli import main
+
+FAST = ["--network", "mlp", "--max-trials", "2", "--epochs", "2", "--penalty", "params", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("files")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = np.arange(40) % 2
+    paths = {}
+
+    def npz(name, **arrays):
+        paths[name] = root / f"{name}.npz"
+        np.savez(paths[name], **arrays)
+
+    npz("good", xtr=x, ytr=y, xte=x[:10], yte=y[:10])
+    npz("missing_keys", xtr=x, ytr=y)
+    npz("objects", xtr=np.array([{"a": 1}] * 40, dtype=object), ytr=y, xte=x[:10], yte=y[:10])
+    npz("mismatch", xtr=x, ytr=y[:30], xte=x[:10], yte=y[:10])
+    nan = x.copy()
+    nan[3, 1] = np.nan
+    npz("nan", xtr=nan, ytr=y, xte=x[:10], yte=y[:10])
+    npz("flat1d", xtr=x[:, 0], ytr=y, xte=x[:10, 0], yte=y[:10])
+    npz("one_class", xtr=x, ytr=np.zeros(40, int), xte=x[:10], yte=np.zeros(10, int))
+    npz("float_labels", xtr=x, ytr=rng.normal(size=40), xte=x[:10], yte=rng.normal(size=10))
+    paths["corrupt"] = root / "corrupt.npz"
+    paths["corrupt"].write_bytes(b"PK\x03\x04 this is not really a zip archive")
+    paths["csv"] = root / "table.csv"
+    paths["csv"].write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    paths["text_csv"] = root / "text.csv"
+    paths["text_csv"].write_text("a,colour,label\n" + "".join(f"{i},red,{i % 2}\n" for i in range(40)))
+    paths["empty_csv"] = root / "empty.csv"
+    paths["empty_csv"].write_text("")
+    paths["file"] = root / "plain-file"
+    paths["file"].write_text("x")
+    return paths
+
+
+BAD_INPUTS = [
+    (["--data", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--data", "{root}/nope.npz"], "file not found"),
+    (["--data", "{corrupt}"], "cannot read"),
+    (["--data", "{missing_keys}"], "lacks keys xte, yte"),
+    (["--data", "{objects}"], "Python objects"),
+    (["--data", "{mismatch}"], "40 samples but y has 30"),
+    (["--data", "{nan}"], "NaN or infinite"),
+    (["--data", "{flat1d}"], "1-D"),
+    (["--data", "breast_cancer", "--network", "cnn"], "--image-shape"),
+    (["--data", "{one_class}"], "at least 2 classes"),
+    (["--data", "{float_labels}", "--task", "classification"], "non-integer float"),
+    (["--data", "{csv}", "--target", "species"], "no column 'species'"),
+    (["--data", "{text_csv}", "--target", "label"], "non-numeric"),
+    (["--data", "{empty_csv}", "--target", "label"], "empty"),
+    (["--network", "transformer"], "unknown network"),
+    (["--wc", "-1"], "w_c must be a number >= 0"),
+    (["--epochs", "0"], "--epochs must be an integer >= 1"),
+    (["--seed", "1.5"], "--seed: invalid int value"),
+    (["--out", "{file}/run"], "cannot write to output directory"),
+    (["--penalty", "money"], "unknown penalty"),
+    (["--val-split", "0"], "--val-split must be between 0 and 1"),
+    (["--image-shape", "1,8"], "invalid image shape"),
+    (["--space", "{root}/space.yaml"], "space file not found"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_gives_one_line_error_and_exit_2(files, tmp_path, capsys, args, message):
+    names = {k: str(v) for k, v in files.items()} | {"root": str(files["good"].parent)}
+    args = [a.format(**names) for a in args]
+    if "--network" not in args:
+        args += ["--network", "mlp"]
+    out = tmp_path / "run"
+    argv = ["search", "--max-trials", "1", "--epochs", "1", "--quiet", *args]  # the last value given wins
+    if "--out" not in args:
+        argv += ["--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dnc: error: ") and "; " in err, err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (out / "best.json").exists() and not out.exists()
+
+
+def test_search_and_show(files, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["search", "--data", str(files["good"]), *FAST, "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "validation accuracy" in out and "parameters" in out and "time per epoch" in out and str(run) in out
+    assert main(["show", str(run)]) == 0
+    shown = capsys.readouterr().out
+    assert "2 complete" in shown and "best: trial #" in shown and "objective" in shown
+
+
+def test_show_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
+    assert main(["show", str(tmp_path)]) == 2
+    assert "is not a run" in capsys.readouterr().err
+
+
+def test_search_refuses_an_existing_run(files, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["search", "--data", str(files["good"]), *FAST, "--out", str(run)]) == 0
+    assert main(["search", "--data", str(files["good"]), *FAST, "--out", str(run)]) == 2
+    assert "already holds a search" in capsys.readouterr().err
+
+
+def dnc(*args, cwd):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    command = [str(Path(sys.executable).parent / "dnc"), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_console_script_end_to_end(tmp_path):
+    """The installed `dnc` command: a real search in a subprocess, default run directory, then show."""
+    done = dnc("search", "--data", "iris", *FAST[:-1], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "trial 1/2" in done.stderr and "trial 2/2" in done.stderr  # per-trial progress lines
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("iris-mlp-")
+    assert (run / "best.json").is_file() and (run / "trials.csv").is_file()
+    shown = dnc("show", str(run), cwd=tmp_path)
+    assert shown.returncode == 0 and "best: trial #" in shown.stdout
+
+
+def test_console_script_bad_input_has_no_traceback(tmp_path):
+    done = dnc("search", "--data", "nothing-here", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "dnc: error: unknown dataset 'nothing-here'; use a built-in (digits, breast_cancer, wine, iris, diabetes) "
+        "or a .npz/.csv path"
+    ]
+    assert not (tmp_path / "runs").exists()
