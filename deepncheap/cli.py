@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--network", default="cnn", help=f"{' | '.join(NETWORKS)} (default: cnn)")
     s.add_argument("--task", choices=TASKS, help="default: inferred from the targets")
     s.add_argument("--target", help="label column of a .csv file")
+    s.add_argument(
+        "--data-dir", help="folder of the mnist/fashion_mnist/cifar10/cifar100 files (default: $DNC_DATA_DIR or ./data)"
+    )
     s.add_argument("--val-split", type=float, default=0.2, help="validation fraction of the training data")
     s.add_argument("--image-shape", type=_image_shape, help="C,H,W to reshape flat features for a CNN")
     s.add_argument("--wc", type=float, default=0.1, help="complexity weight w_c >= 0 (default: 0.1)")
@@ -95,6 +98,7 @@ def _run_search(args: argparse.Namespace) -> None:
         val_split=args.val_split,
         image_shape=args.image_shape,
         target=args.target,
+        data_dir=args.data_dir,
         space=read_space_file(args.space) if args.space else None,
         device=args.device,
         threads=args.threads,

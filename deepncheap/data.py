@@ -6,6 +6,7 @@ Everything here is numpy; the trainer turns a `Dataset` into device tensors once
 from __future__ import annotations
 
 import csv
+import os
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from deepncheap.errors import DataError
+from deepncheap.image_files import FILE_DATASETS, read_image_set
 
-BUILTIN_DATASETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
+BUILTIN_DATASETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")  # ship with scikit-learn
+DATA_DIR_ENV = "DNC_DATA_DIR"  # where mnist/fashion_mnist/cifar10/cifar100 files live (default ./data)
 TASKS = ("classification", "regression")
 NPZ_KEYS = ("xtr", "ytr", "xte", "yte")
 # Single-table sources (built-ins, CSV, (X, y) arrays) hold out this fraction as a fixed test split,
@@ -92,15 +95,17 @@ def load_dataset(
     val_split: float = 0.2,
     image_shape: tuple[int, int, int] | None = None,
     target: str | None = None,
+    data_dir: str | Path | None = None,
 ) -> Dataset:
-    """Read `source` (built-in name, .npz/.csv path, (X, y) tuple or dict of arrays) and prepare it."""
+    """Read `source` (built-in name, .npz/.csv path, (X, y) tuple or dict of arrays) and prepare it.
+    `data_dir` holds the files of mnist/fashion_mnist/cifar10/cifar100 (default: $DNC_DATA_DIR or ./data)."""
     if task is not None and task not in TASKS:
         raise DataError(f"unknown task '{task}'; use one of: {', '.join(TASKS)}")
-    raw = read_source(source, target=target)
+    raw = read_source(source, target=target, data_dir=data_dir)
     return prepare(raw, network=network, task=task, val_split=val_split, image_shape=image_shape)
 
 
-def read_source(source: Any, *, target: str | None = None) -> RawData:
+def read_source(source: Any, *, target: str | None = None, data_dir: str | Path | None = None) -> RawData:
     """Dispatch on the kind of source; never executes code from files."""
     if isinstance(source, RawData):
         return source
@@ -112,6 +117,10 @@ def read_source(source: Any, *, target: str | None = None) -> RawData:
         text = str(source)
         if text in BUILTIN_DATASETS:
             return _builtin(text)
+        if text in FILE_DATASETS:
+            folder = Path(data_dir or os.environ.get(DATA_DIR_ENV) or "data").expanduser()
+            x_train, y_train, x_test, y_test = read_image_set(text, folder)
+            return RawData(text, x_train, y_train, x_test=x_test, y_test=y_test, task="classification")
         path = Path(text).expanduser()
         if path.suffix.lower() in (".npz", ".csv") or path.exists():
             if not path.exists():

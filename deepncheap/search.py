@@ -62,6 +62,7 @@ def search(
     val_split: float = 0.2,
     image_shape: tuple[int, int, int] | None = None,
     target: str | None = None,
+    data_dir: str | Path | None = None,
     space: dict[str, Any] | None = None,
     device: str = "auto",
     threads: int | None = None,
@@ -83,7 +84,13 @@ def search(
     torch_device = _check_device(device)
     search_space = SearchSpace.create(network, space)
     dataset = load_dataset(
-        data, network=network, task=task, val_split=val_split, image_shape=image_shape, target=target
+        data,
+        network=network,
+        task=task,
+        val_split=val_split,
+        image_shape=image_shape,
+        target=target,
+        data_dir=data_dir,
     )
     run_dir = prepare_run_dir(out, default_run_name(dataset.name, network))
     torch.set_num_threads(threads or torch.get_num_threads())

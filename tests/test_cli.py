@@ -139,3 +139,48 @@ def test_console_script_bad_input_has_no_traceback(tmp_path):
         "or a .npz/.csv path"
     ]
     assert not (tmp_path / "runs").exists()
+
+
+def test_ctrl_c_stops_with_130_and_records_the_running_trial(tmp_path):
+    """SIGINT during a trial: exit 130, the trial in progress is `interrupted`, the store stays readable."""
+    import signal
+    import time
+
+    from deepncheap.store import RunStore
+
+    run = tmp_path / "run"
+    command = [
+        str(Path(sys.executable).parent / "dnc"),
+        "search",
+        "--data",
+        "digits",
+        "--network",
+        "mlp",
+        "--epochs",
+        "400",
+        "--max-trials",
+        "3",
+        "--penalty",
+        "params",
+        "--quiet",
+        "--out",
+        str(run),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if (run / "store.sqlite").exists():
+                with RunStore.open(run) as store:
+                    if any(t.status == "running" for t in store.trials()):
+                        break
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    with RunStore.open(run) as store:
+        assert [t.status for t in store.trials()][-1] == "interrupted"
+    assert not (run / "best.json").exists()

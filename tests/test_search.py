@@ -197,3 +197,23 @@ def test_arrays_through_the_api(tmp_path):
     result = mlp_search(tmp_path / "arrays", data=(x, y), max_trials=2, epochs=5)
     assert result.settings["data_source"] == "arrays" and result.settings["data"]["input_shape"] == [5]
     assert result.metrics["val_accuracy"] > 0.7
+
+
+def test_same_seed_repeats_cnn_search_exactly(tmp_path):
+    space = {"num_conv_layers": [4, 5], "channels_first": [8, 16], "channels_upper": 32, "batch_size": [64, 128]}
+
+    def run(name):
+        result = deepncheap.search(
+            data="digits",
+            network="cnn",
+            space=space,
+            penalty="params",
+            max_trials=2,
+            epochs=1,
+            seed=11,
+            out=tmp_path / name,
+            verbose=False,
+        )
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in read_csv(result.run_dir / "trials.csv")]
+
+    assert run("a") == run("b")
