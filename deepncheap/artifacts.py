@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from deepncheap.store import RunStore, Trial
+from deepncheap.store import METRIC_COLUMNS, RunStore, Trial
 
 BEST_JSON = "best.json"
 TRIALS_CSV = "trials.csv"
@@ -28,14 +28,7 @@ TRIALS_CSV_COLUMNS = (
     "trial_id",
     "stage",
     "status",
-    "objective",
-    "f_p",
-    "f_c",
-    "val_accuracy",
-    "val_loss",
-    "n_params",
-    "flops",
-    "time_per_epoch_s",
+    *(c for c in METRIC_COLUMNS if c != "epochs"),
     "wall_s",
     "config",
 )

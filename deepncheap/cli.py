@@ -37,7 +37,7 @@ def _image_shape(text: str) -> tuple[int, int, int]:
 def build_parser() -> argparse.ArgumentParser:
     from deepncheap.data import BUILTIN_DATASETS, TASKS
     from deepncheap.objective import PENALTIES
-    from deepncheap.search import DEFAULT_EPOCHS, DEFAULT_MAX_TRIALS, METHODS
+    from deepncheap.settings import DEFAULT_EPOCHS, DEFAULT_MAX_TRIALS, METHODS
     from deepncheap.space import NETWORKS
 
     parser = _Parser(prog="dnc", description="Deep-n-Cheap: search small, fast-to-train networks.")

@@ -3,7 +3,6 @@ propose configs, run each as a trial, score it, record it, and write the run's o
 
 from __future__ import annotations
 
-import math
 import re
 import time
 import traceback
@@ -20,17 +19,14 @@ from deepncheap import artifacts
 from deepncheap.data import Dataset, load_dataset
 from deepncheap.errors import OutputError, SearchFailedError, SettingsError
 from deepncheap.models import build_model
-from deepncheap.objective import PENALTIES, Baselines, complexity, objective, performance_error
+from deepncheap.objective import Baselines, complexity, objective, performance_error
 from deepncheap.progress import SearchProgress
-from deepncheap.space import NETWORKS, SAMPLING_METHODS, SearchSpace, is_int, is_number
+from deepncheap.settings import SearchSettings
+from deepncheap.space import SearchSpace
 from deepncheap.store import STORE_NAME, RunStore, Trial
 from deepncheap.train import DeviceData
 from deepncheap.trial import TrialMeasurements, resolve_device, run_trial, trial_seed
 
-# CPU-friendly default (the reference trains 100 epochs per trial on a GPU); see the README.
-DEFAULT_EPOCHS = 20
-DEFAULT_MAX_TRIALS = 30
-METHODS = SAMPLING_METHODS
 BASELINE_EPOCHS = 3  # one warm-up epoch, then two timed
 
 
@@ -49,77 +45,41 @@ class SearchResult:
 
 
 def search(
-    *,
-    data: Any = "digits",
-    network: str = "cnn",
-    wc: float = 0.1,
-    penalty: str = "time",
-    method: str = "sobol",
-    max_trials: int | None = None,
-    epochs: int = DEFAULT_EPOCHS,
-    seed: int = 0,
-    task: str | None = None,
-    val_split: float = 0.2,
-    image_shape: tuple[int, int, int] | None = None,
-    target: str | None = None,
-    data_dir: str | Path | None = None,
-    space: dict[str, Any] | None = None,
-    device: str = "auto",
-    threads: int | None = None,
-    out: str | Path | None = None,
-    verbose: bool = True,
+    *, data: Any = "digits", out: str | Path | None = None, verbose: bool = True, **options: Any
 ) -> SearchResult:
-    """Search configs of `network` on `data`, minimizing log10(f_p + wc * f_c); see the README for options."""
-    max_trials = DEFAULT_MAX_TRIALS if max_trials is None else max_trials
-    _check_options(
-        network=network,
-        wc=wc,
-        penalty=penalty,
-        method=method,
-        max_trials=max_trials,
-        epochs=epochs,
-        seed=seed,
-        threads=threads,
-    )
-    torch_device = _check_device(device)
-    search_space = SearchSpace.create(network, space)
+    """Search configs on `data`, minimizing log10(f_p + wc * f_c); `options` are `SearchSettings` fields
+    (network, wc, penalty, method, max_trials, epochs, seed, ...). Writes the run directory `out`."""
+    settings = SearchSettings.from_options(**options)
+    device = _check_device(settings.device)
+    space = SearchSpace.create(settings.network, settings.space)
     dataset = load_dataset(
         data,
-        network=network,
-        task=task,
-        val_split=val_split,
-        image_shape=image_shape,
-        target=target,
-        data_dir=data_dir,
+        network=settings.network,
+        task=settings.task,
+        val_split=settings.val_split,
+        image_shape=settings.image_shape,
+        target=settings.target,
+        data_dir=settings.data_dir,
     )
-    run_dir = prepare_run_dir(out, default_run_name(dataset.name, network))
-    torch.set_num_threads(threads or torch.get_num_threads())
-    settings = {
+    run_dir = prepare_run_dir(out, default_run_name(dataset.name, settings.network))
+    torch.set_num_threads(settings.threads or torch.get_num_threads())
+    stored = settings.to_dict() | {
         "data": dataset.summary(),
         "data_source": str(data) if isinstance(data, (str, Path)) else "arrays",
-        "network": network,
         "task": dataset.task,
-        "wc": float(wc),
-        "penalty": penalty,
-        "method": method,
-        "max_trials": max_trials,
-        "epochs": epochs,
-        "seed": seed,
-        "val_split": val_split,
-        "image_shape": list(image_shape) if image_shape else None,
-        "target": target,
-        "device": str(torch_device),
+        "device": str(device),
         "threads": torch.get_num_threads(),
-        "space": search_space.to_dict(),
+        "space": space.to_dict(),
     }
-    with RunStore.create(run_dir, settings) as store, SearchProgress(max_trials, enabled=verbose) as progress:
+    max_trials, seed = settings.max_trials, settings.seed
+    with RunStore.create(run_dir, stored) as store, SearchProgress(max_trials, enabled=verbose) as progress:
         progress.note(f"run directory: {run_dir}")
-        device_data = DeviceData.from_dataset(dataset, torch_device)
-        baselines = measure_baselines(search_space, dataset, device_data, penalty=penalty, seed=seed)
+        device_data = DeviceData.from_dataset(dataset, device)
+        baselines = measure_baselines(space, dataset, device_data, penalty=settings.penalty, seed=seed)
         store.put("baselines", baselines.to_dict())
-        scorer = Scorer(dataset=dataset, penalty=penalty, wc=float(wc), baselines=baselines)
+        scorer = Scorer(dataset=dataset, penalty=settings.penalty, wc=float(settings.wc), baselines=baselines)
         best: Trial | None = None
-        for index, config in enumerate(search_space.sample(max_trials, method=method, seed=seed)):
+        for index, config in enumerate(space.sample(max_trials, method=settings.method, seed=seed)):
             trial = run_and_record(
                 store,
                 config,
@@ -127,7 +87,7 @@ def search(
                 index=index,
                 data=device_data,
                 dataset=dataset,
-                epochs=epochs,
+                epochs=settings.epochs,
                 seed=seed,
                 scorer=scorer,
                 run_dir=run_dir,
@@ -305,35 +265,7 @@ def prepare_run_dir(out: str | Path | None, default: Path) -> Path:
     return run_dir
 
 
-def _check_options(
-    *,
-    network: str,
-    wc: float,
-    penalty: str,
-    method: str,
-    max_trials: int,
-    epochs: int,
-    seed: int,
-    threads: int | None,
-) -> None:
-    if network not in NETWORKS:
-        raise SettingsError(f"unknown network '{network}'; use one of: {', '.join(NETWORKS)}")
-    if not is_number(wc) or not math.isfinite(wc) or wc < 0:
-        raise SettingsError(f"w_c must be a number >= 0, got {wc!r}; e.g. --wc 0.1 (0 = accuracy only)")
-    if penalty not in PENALTIES:
-        raise SettingsError(f"unknown penalty '{penalty}'; use one of: {', '.join(PENALTIES)}")
-    if method not in METHODS:
-        raise SettingsError(f"unknown method '{method}'; use one of: {', '.join(METHODS)}")
-    for name, value, minimum in (("epochs", epochs, 1), ("max-trials", max_trials, 1), ("seed", seed, 0)):
-        if not is_int(value) or value < minimum:
-            raise SettingsError(f"--{name} must be an integer >= {minimum}, got {value!r}; e.g. --{name} {minimum + 1}")
-    if threads is not None and (not is_int(threads) or threads < 1):
-        raise SettingsError(f"threads must be a positive integer, got {threads!r}")
-
-
 def _check_device(device: str) -> torch.device:
-    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise SettingsError(f"unknown device '{device}'; use auto, cpu or cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SettingsError("--device cuda was asked for but CUDA is not available; use --device cpu or auto")
     return resolve_device(device)

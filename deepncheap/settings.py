@@ -1,0 +1,88 @@
+"""The options of a search, checked once at the edge and stored with the run."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from deepncheap.errors import SettingsError
+from deepncheap.objective import PENALTIES
+from deepncheap.space import NETWORKS, SAMPLING_METHODS, is_int, is_number
+
+# CPU-friendly default (the reference trains 100 epochs per trial on a GPU); see the README.
+DEFAULT_EPOCHS = 20
+DEFAULT_MAX_TRIALS = 30
+METHODS = SAMPLING_METHODS
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Every option of a search but the data itself and the output directory; see the README's table.
+
+    `space` holds search-space overrides (name -> value, as in a `--space` file); `threads` fixes torch's
+    CPU threads for the search (None: torch's default).
+    """
+
+    network: str = "cnn"
+    wc: float = 0.1
+    penalty: str = "time"
+    method: str = "sobol"
+    max_trials: int = DEFAULT_MAX_TRIALS
+    epochs: int = DEFAULT_EPOCHS
+    seed: int = 0
+    task: str | None = None
+    val_split: float = 0.2
+    image_shape: tuple[int, int, int] | None = None
+    target: str | None = None
+    data_dir: str | None = None
+    space: dict[str, Any] | None = None
+    device: str = "auto"
+    threads: int | None = None
+
+    @classmethod
+    def from_options(cls, **options: Any) -> SearchSettings:
+        """Settings from keyword options, with a SettingsError naming any unknown option."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise SettingsError(f"unknown option '{unknown[0]}'; use one of: {', '.join(sorted(known))}")
+        settings = cls(**{k: v for k, v in options.items() if v is not None})  # None: the default
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raise SettingsError on the first invalid option."""
+        if self.network not in NETWORKS:
+            raise SettingsError(f"unknown network '{self.network}'; use one of: {', '.join(NETWORKS)}")
+        if not is_number(self.wc) or self.wc < 0:
+            raise SettingsError(f"w_c must be a number >= 0, got {self.wc!r}; e.g. --wc 0.1 (0 = accuracy only)")
+        if self.penalty not in PENALTIES:
+            raise SettingsError(f"unknown penalty '{self.penalty}'; use one of: {', '.join(PENALTIES)}")
+        if self.method not in METHODS:
+            raise SettingsError(f"unknown method '{self.method}'; use one of: {', '.join(METHODS)}")
+        for name, minimum in (("epochs", 1), ("max_trials", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if not is_int(value) or value < minimum:
+                flag = name.replace("_", "-")
+                raise SettingsError(
+                    f"--{flag} must be an integer >= {minimum}, got {value!r}; e.g. --{flag} {minimum + 1}"
+                )
+        if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
+            raise SettingsError(f"threads must be a positive integer, got {self.threads!r}")
+        if not is_number(self.val_split) or math.isnan(self.val_split):
+            raise SettingsError(f"--val-split must be a number, got {self.val_split!r}; e.g. --val-split 0.2")
+        shape = self.image_shape
+        if shape is not None and (len(shape) != 3 or not all(is_int(d) and d > 0 for d in shape)):
+            raise SettingsError(f"image_shape must be three positive integers (C, H, W), got {shape!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise SettingsError(f"unknown device '{self.device}'; use auto, cpu or cuda")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, stored with the run."""
+        values = asdict(self)
+        values["image_shape"] = list(self.image_shape) if self.image_shape else None
+        values["data_dir"] = str(Path(self.data_dir)) if self.data_dir else None
+        return values

@@ -1,0 +1,36 @@
+import pytest
+
+import deepncheap
+from deepncheap.errors import DNCError, SettingsError
+from deepncheap.settings import DEFAULT_EPOCHS, SearchSettings
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"network": "rnn"}, "unknown network"),
+        ({"wc": -0.5}, "w_c must be a number >= 0"),
+        ({"wc": float("nan")}, "w_c must be a number >= 0"),
+        ({"epochs": 0}, "--epochs must be an integer >= 1"),
+        ({"seed": 1.5}, "--seed must be an integer"),
+        ({"seed": "7"}, "--seed must be an integer"),
+        ({"max_trials": 0}, "--max-trials must be an integer >= 1"),
+        ({"penalty": "flops"}, "unknown penalty"),
+        ({"method": "grid"}, "unknown method"),
+        ({"device": "tpu"}, "unknown device"),
+        ({"image_shape": (1, 8)}, "three positive integers"),
+        ({"learning_rate": 0.1}, "unknown option 'learning_rate'"),
+    ],
+)
+def test_invalid_options_raise_settings_error(options, match, tmp_path):
+    with pytest.raises(SettingsError, match=match) as info:
+        deepncheap.search(data="iris", out=tmp_path / "run", verbose=False, **options)
+    assert isinstance(info.value, DNCError) and "\n" not in str(info.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_defaults_and_stored_form():
+    settings = SearchSettings.from_options(network="mlp", max_trials=None, image_shape=[1, 8, 8])
+    assert settings.epochs == DEFAULT_EPOCHS and settings.max_trials == 30 and settings.seed == 0
+    stored = settings.to_dict()
+    assert stored["network"] == "mlp" and stored["image_shape"] == [1, 8, 8] and stored["space"] is None
