@@ -21,6 +21,12 @@ class Baselines:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def describe(self) -> str:
+        text = f"{self.n_params:,} parameters (largest network)"
+        if self.time_per_epoch_s is not None:
+            text += f", {self.time_per_epoch_s:.3f} s per epoch (reference config)"
+        return text
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Baselines:
         return cls(n_params=int(values["n_params"]), time_per_epoch_s=values.get("time_per_epoch_s"))

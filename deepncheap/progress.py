@@ -74,7 +74,7 @@ class SearchProgress:
     def note(self, text: str) -> None:
         """A line of information above the bar."""
         if self.enabled:
-            self.console.print(text, markup=False)
+            self.console.print(text, markup=False, soft_wrap=True)
 
     def trial_finished(self, trial: Trial, best: Trial | None) -> None:
         self._done += 1

@@ -75,8 +75,11 @@ def search(
     with RunStore.create(run_dir, stored) as store, SearchProgress(max_trials, enabled=verbose) as progress:
         progress.note(f"run directory: {run_dir}")
         device_data = DeviceData.from_dataset(dataset, device)
+        if settings.penalty == "time":
+            progress.note(f"measuring the time baseline ({BASELINE_EPOCHS} epochs of the space's reference config)")
         baselines = measure_baselines(space, dataset, device_data, penalty=settings.penalty, seed=seed)
         store.put("baselines", baselines.to_dict())
+        progress.note(f"baselines: {baselines.describe()}")
         scorer = Scorer(dataset=dataset, penalty=settings.penalty, wc=float(settings.wc), baselines=baselines)
         best: Trial | None = None
         for index, config in enumerate(space.sample(max_trials, method=settings.method, seed=seed)):

@@ -140,3 +140,12 @@ def test_baseline_configs():
     assert largest["channels"][-1] == 512 and largest["shortcut_every"] == 2
     mlp = SearchSpace.create("mlp")
     assert mlp.largest_config()["hidden_nodes"] == [400, 400] == mlp.time_reference_config()["hidden_nodes"]
+
+
+def test_demo_space_file_is_valid():
+    from pathlib import Path
+
+    overrides = read_space_file(Path(__file__).parent.parent / "examples" / "demo_space.yaml")
+    space = SearchSpace.create("cnn", overrides)
+    assert space.num_conv_layers == (4, 6) and space.channels_upper == 128
+    assert all(max(c["channels"]) <= 128 for c in space.sample(20, method="sobol", seed=0))
