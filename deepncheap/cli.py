@@ -35,9 +35,10 @@ def _image_shape(text: str) -> tuple[int, int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deepncheap.data import BUILTIN_DATASETS, TASKS
+    from deepncheap.data import TASKS
     from deepncheap.objective import PENALTIES
     from deepncheap.settings import DEFAULT_EPOCHS, DEFAULT_MAX_TRIALS, METHODS
+    from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
     from deepncheap.space import NETWORKS
 
     parser = _Parser(prog="dnc", description="Deep-n-Cheap: search small, fast-to-train networks.")
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--data",
         default="digits",
-        help=f"built-in ({', '.join(BUILTIN_DATASETS)}) or a .npz/.csv file (default: digits)",
+        help=f"built-in ({', '.join(BUILTIN_DATASETS)}), local image set ({', '.join(FILE_DATASETS)}) or a .npz/.csv file (default: digits)",
     )
     s.add_argument("--network", default="cnn", help=f"{' | '.join(NETWORKS)} (default: cnn)")
     s.add_argument("--task", choices=TASKS, help="default: inferred from the targets")

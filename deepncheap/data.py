@@ -1,14 +1,9 @@
-"""Datasets: built-ins, .npz/.csv files and in-memory arrays; validation, splits, standardization.
-
-Everything here is numpy; the trainer turns a `Dataset` into device tensors once per search.
+"""Datasets ready for training: validation, label encoding, splits and standardization of what
+`sources` read. Everything here is numpy; the trainer turns a `Dataset` into device tensors once per search.
 """
 
 from __future__ import annotations
 
-import csv
-import os
-import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,30 +11,13 @@ from typing import Any
 import numpy as np
 
 from deepncheap.errors import DataError
-from deepncheap.image_files import FILE_DATASETS, read_image_set
+from deepncheap.sources import RawData, read_source
 
-BUILTIN_DATASETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")  # ship with scikit-learn
-DATA_DIR_ENV = "DNC_DATA_DIR"  # where mnist/fashion_mnist/cifar10/cifar100 files live (default ./data)
 TASKS = ("classification", "regression")
-NPZ_KEYS = ("xtr", "ytr", "xte", "yte")
 # Single-table sources (built-ins, CSV, (X, y) arrays) hold out this fraction as a fixed test split,
 # never used during the search; the split seed is fixed so every search on the same data sees the same split.
 TEST_SPLIT = 0.2
 SPLIT_SEED = 0
-
-
-@dataclass(frozen=True)
-class RawData:
-    """Arrays as read from a source, before validation; val/test parts may be absent."""
-
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray | None = None
-    y_val: np.ndarray | None = None
-    x_test: np.ndarray | None = None
-    y_test: np.ndarray | None = None
-    task: str | None = None  # known task of a built-in; otherwise inferred from the targets
 
 
 @dataclass(frozen=True)
@@ -103,157 +81,6 @@ def load_dataset(
         raise DataError(f"unknown task '{task}'; use one of: {', '.join(TASKS)}")
     raw = read_source(source, target=target, data_dir=data_dir)
     return prepare(raw, network=network, task=task, val_split=val_split, image_shape=image_shape)
-
-
-def read_source(source: Any, *, target: str | None = None, data_dir: str | Path | None = None) -> RawData:
-    """Dispatch on the kind of source; never executes code from files."""
-    if isinstance(source, RawData):
-        return source
-    if isinstance(source, tuple) and len(source) == 2:
-        return RawData("arrays", _as_array(source[0], "X"), _as_array(source[1], "y"))
-    if isinstance(source, Mapping):
-        return _from_mapping("arrays", source)
-    if isinstance(source, (str, Path)):
-        text = str(source)
-        if text in BUILTIN_DATASETS:
-            return _builtin(text)
-        if text in FILE_DATASETS:
-            folder = Path(data_dir or os.environ.get(DATA_DIR_ENV) or "data").expanduser()
-            x_train, y_train, x_test, y_test = read_image_set(text, folder)
-            return RawData(text, x_train, y_train, x_test=x_test, y_test=y_test, task="classification")
-        path = Path(text).expanduser()
-        if path.suffix.lower() in (".npz", ".csv") or path.exists():
-            if not path.exists():
-                raise DataError(f"file not found: {path}; check the path given to --data")
-            if path.is_dir():
-                raise DataError(f"{path} is a directory; point --data at a .npz or .csv file")
-            if path.suffix.lower() == ".npz":
-                return _read_npz(path)
-            if path.suffix.lower() == ".csv":
-                return _read_csv(path, target)
-            raise DataError(f"unsupported file type '{path.suffix}' for {path}; use a .npz or .csv file")
-        raise DataError(f"unknown dataset '{text}'; use a built-in ({', '.join(BUILTIN_DATASETS)}) or a .npz/.csv path")
-    raise DataError(
-        f"cannot use data of type {type(source).__name__}; pass a dataset name, a file path, "
-        "an (X, y) tuple or a dict of arrays"
-    )
-
-
-def _builtin(name: str) -> RawData:
-    import sklearn.datasets as skd
-
-    if name == "digits":
-        bunch = skd.load_digits()
-        return RawData(name, bunch.images.astype(np.float32)[:, None], bunch.target)
-    loader = {
-        "breast_cancer": skd.load_breast_cancer,
-        "wine": skd.load_wine,
-        "iris": skd.load_iris,
-        "diabetes": skd.load_diabetes,
-    }[name]
-    bunch = loader()
-    if name == "diabetes":  # integer-valued targets, but a regression task
-        return RawData(name, bunch.data.astype(np.float32), bunch.target.astype(np.float32), task="regression")
-    return RawData(name, bunch.data.astype(np.float32), bunch.target)
-
-
-def _read_npz(path: Path) -> RawData:
-    if not zipfile.is_zipfile(path):  # numpy would take any other file for a pickle
-        raise DataError(f"cannot read {path} as .npz (not a zip archive); save it with numpy.savez")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in NPZ_KEYS if k not in archive.files]
-            if missing:
-                raise DataError(
-                    f"{path} lacks keys {', '.join(missing)}; an .npz must hold xtr, ytr, xte, yte "
-                    "(optionally xva, yva)"
-                )
-            return _from_mapping(path.stem, {k: archive[k] for k in archive.files})
-    except DataError:
-        raise
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise DataError(
-                f"{path} holds Python objects, which are never loaded; save plain numeric arrays "
-                "(np.savez with numeric dtypes)"
-            ) from None
-        raise DataError(f"cannot read {path} as .npz ({exc}); save it with numpy.savez") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"cannot read {path} as .npz ({exc}); save it with numpy.savez") from None
-
-
-def _from_mapping(name: str, arrays: Mapping[str, Any]) -> RawData:
-    missing = [k for k in ("xtr", "ytr") if k not in arrays]
-    if missing:
-        raise DataError(f"data lacks keys {', '.join(missing)}; give xtr, ytr (optionally xva, yva, xte, yte)")
-    for a, b in (("xva", "yva"), ("xte", "yte")):
-        if (a in arrays) != (b in arrays):
-            raise DataError(f"data has only one of {a}/{b}; give both or neither")
-
-    def get(key: str) -> np.ndarray | None:
-        return _as_array(arrays[key], key) if key in arrays else None
-
-    return RawData(
-        name,
-        _as_array(arrays["xtr"], "xtr"),
-        _as_array(arrays["ytr"], "ytr"),
-        get("xva"),
-        get("yva"),
-        get("xte"),
-        get("yte"),
-    )
-
-
-def _as_array(value: Any, what: str) -> np.ndarray:
-    array = np.asarray(value)
-    if array.dtype == object:
-        raise DataError(f"{what} holds Python objects; pass numeric arrays")
-    return array
-
-
-def _read_csv(path: Path, target: str | None) -> RawData:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)  # rows paired with their line in the file, blank rows skipped
-            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {path} as CSV ({exc}); save it as UTF-8 text") from None
-    if len(rows) < 2:
-        raise DataError(f"{path} is empty (it needs a header row and data rows); check the file")
-    header = [cell.strip() for cell in rows[0][1]]
-    if target is None:
-        raise DataError(f"no --target given for {path}; name the label column (columns: {', '.join(header)})")
-    if target not in header:
-        raise DataError(f"{path} has no column '{target}'; use --target with one of: {', '.join(header)}")
-    column = header.index(target)
-    features, labels = [], []
-    for line, row in rows[1:]:
-        if len(row) != len(header):
-            raise DataError(f"{path} line {line} has {len(row)} fields, the header has {len(header)}; fix the row")
-        labels.append(row[column].strip())
-        values = []
-        for i, cell in enumerate(row):
-            if i == column:
-                continue
-            try:
-                values.append(float(cell))
-            except ValueError:
-                raise DataError(
-                    f"{path} line {line}, column '{header[i]}' holds non-numeric value {cell!r}; "
-                    "features must be numbers (encode categories as numbers first)"
-                ) from None
-        features.append(values)
-    if not features[0]:
-        raise DataError(f"{path} has no feature columns besides '{target}'; add feature columns")
-    return RawData(path.stem, np.asarray(features, dtype=np.float32), _parse_labels(labels))
-
-
-def _parse_labels(labels: list[str]) -> np.ndarray:
-    """Numbers stay numbers (int or float); any text makes the labels categorical strings."""
-    try:
-        return np.asarray([float(v) for v in labels], dtype=np.float64)
-    except ValueError:
-        return np.asarray(labels, dtype=str)
 
 
 def prepare(

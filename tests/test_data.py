@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepncheap.data import TEST_SPLIT, Dataset, RawData, load_dataset, read_source
+from deepncheap.data import TEST_SPLIT, Dataset, load_dataset
 from deepncheap.errors import DataError, DNCError
+from deepncheap.sources import RawData, read_source
 
 DIGITS_N = 1797
 
