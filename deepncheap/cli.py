@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--data",
         default="digits",
-        help=f"built-in ({', '.join(BUILTIN_DATASETS)}), local image set ({', '.join(FILE_DATASETS)}) or a .npz/.csv file (default: digits)",
+        help=f"built-in ({', '.join(BUILTIN_DATASETS)}), local image set ({', '.join(FILE_DATASETS)}) "
+        "or a .npz/.csv file (default: digits)",
     )
     s.add_argument("--network", default="cnn", help=f"{' | '.join(NETWORKS)} (default: cnn)")
     s.add_argument("--task", choices=TASKS, help="default: inferred from the targets")
