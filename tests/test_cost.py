@@ -3,6 +3,7 @@ from torch import nn
 
 from deepncheap.cost import count_flops, count_parameters
 from deepncheap.models import build_model
+from deepncheap.space import SearchSpace
 
 
 def test_linear_counts_equal_hand_counts():
@@ -27,20 +28,7 @@ def test_mlp_counts():
 
 
 def test_small_cnn_counts():
-    config = {
-        "network": "cnn",
-        "num_conv_layers": 2,
-        "channels": [2, 4],
-        "downsampling": "maxpool",
-        "bn_frac": 0.5,
-        "do_frac": 0.0,
-        "input_drop_prob": 0.1,
-        "drop_prob": 0.3,
-        "shortcut_every": 0,
-        "lr": 1e-3,
-        "weight_decay": 0.0,
-        "batch_size": 32,
-    }
+    config = SearchSpace.create("cnn").default_config(depth=2, widths=[2, 4]) | {"bn_frac": 0.5, "do_frac": 0.0}
     model = build_model(config, (1, 8, 8), 3)
     # conv1 1->2 with bias (no BN), conv2 2->4 without bias + BN(4), head 4->3
     assert count_parameters(model) == (9 * 1 * 2 + 2) + (9 * 2 * 4) + 2 * 4 + (4 * 3 + 3)

@@ -3,6 +3,7 @@ import torch
 
 from deepncheap.data import load_dataset
 from deepncheap.models import build_model
+from deepncheap.space import SearchSpace
 from deepncheap.train import DeviceData, TrialDiverged, lr_milestones, seed_everything, train
 
 MLP = {
@@ -85,20 +86,8 @@ def test_cnn_with_batch_norm_trains_on_one_by_one_maps():
             for a in (dataset.x_train[:65], dataset.y_train[:65], dataset.x_val[:40], dataset.y_val[:40])
         ),
     )
-    config = {
-        "network": "cnn",
-        "num_conv_layers": 4,
-        "channels": [64, 128, 256, 512],
-        "downsampling": "maxpool",
-        "bn_frac": 1.0,
-        "do_frac": 0.0,
-        "input_drop_prob": 0.1,
-        "drop_prob": 0.3,
-        "shortcut_every": 0,
-        "lr": 1e-3,
-        "weight_decay": 0.0,
-        "batch_size": 32,
-    }
+    widths = [64, 128, 256, 512]
+    config = SearchSpace.create("cnn").default_config(depth=4, widths=widths) | {"do_frac": 0.0, "batch_size": 32}
     assert fit(small, dataset, config, epochs=1).val_accuracy is not None
 
 
