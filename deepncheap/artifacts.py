@@ -1,4 +1,5 @@
-"""Files of a run directory besides the store: best.json, trials.csv and the best model's weights.
+"""The run directory: creating it, its files besides the store (best.json, trials.csv, the best model's
+weights), and reading a finished run back as a `SearchResult`.
 
 Each file is written to a temporary name and renamed, so a reader never sees half a file. Weights are
 safetensors (loading them runs no code).
@@ -10,7 +11,10 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,9 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from deepncheap.store import METRIC_COLUMNS, RunStore, Trial
+from deepncheap.errors import OutputError
+from deepncheap.models import build_model
+from deepncheap.store import METRIC_COLUMNS, STORE_NAME, RunStore, Trial
 
 BEST_JSON = "best.json"
 TRIALS_CSV = "trials.csv"
@@ -106,3 +112,68 @@ def write_trials_csv(store: RunStore, run_dir: Path) -> Path:
     path = Path(run_dir) / TRIALS_CSV
     write_atomic(path, buffer.getvalue().encode())
     return path
+
+
+@dataclass
+class SearchResult:
+    """The outcome of a search: the best complete config, its metrics, its trained model, where it lives."""
+
+    run_dir: Path
+    trial_id: int
+    stage: str
+    best_config: dict[str, Any]
+    metrics: dict[str, Any]
+    model: nn.Module
+    settings: dict[str, Any]
+    baselines: dict[str, Any]
+
+
+def load_run(run_dir: str | Path) -> SearchResult:
+    """The result of a finished run: best.json, and the best model rebuilt with its saved weights."""
+    run_dir = Path(run_dir)
+    path = run_dir / BEST_JSON
+    if not path.is_file():
+        raise OutputError(f"{run_dir} has no {BEST_JSON} (the search has not finished); run the search")
+    record = json.loads(path.read_text())
+    data = record["settings"]["data"]
+    model = build_model(record["config"], tuple(data["input_shape"]), int(data["num_outputs"]))
+    model.load_state_dict(load_weights(run_dir))
+    model.eval()
+    return SearchResult(
+        run_dir=run_dir,
+        trial_id=record["trial_id"],
+        stage=record["stage"],
+        best_config=record["config"],
+        metrics=record["metrics"],
+        model=model,
+        settings=record["settings"],
+        baselines=record["baselines"],
+    )
+
+
+def default_run_name(data_name: str, network: str) -> Path:
+    """runs/<data>-<network>-<timestamp>."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", data_name).strip("._") or "data"
+    return Path("runs") / f"{safe}-{network}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_run_dir(out: str | Path | None, default: Path) -> Path:
+    """Create the run directory (refusing one that already holds a run) and check it is writable."""
+    run_dir = Path(out).expanduser() if out is not None else default
+    if out is None:
+        suffix = 1
+        while run_dir.exists():
+            suffix += 1
+            run_dir = default.with_name(f"{default.name}-{suffix}")
+    if (run_dir / STORE_NAME).exists():
+        raise OutputError(f"{run_dir} already holds a search; choose another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write to output directory {run_dir} ({exc.strerror or exc}); choose a writable --out"
+        ) from None
+    return run_dir

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import traceback
 import warnings
@@ -61,13 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-shape", type=_image_shape, help="C,H,W to reshape flat features for a CNN")
     s.add_argument("--wc", type=float, default=0.1, help="complexity weight w_c >= 0 (default: 0.1)")
     s.add_argument("--penalty", default="time", help=f"{' | '.join(PENALTIES)} (default: time)")
-    s.add_argument("--method", default="sobol", help=f"{' | '.join(METHODS)} (default: sobol)")
+    s.add_argument("--method", default="dnc", help=f"{' | '.join(METHODS)} (default: dnc, Deep-n-Cheap's three stages)")
     s.add_argument(
         "--max-trials",
         type=int,
-        default=DEFAULT_MAX_TRIALS,
-        help=f"trainings over the whole search (default: {DEFAULT_MAX_TRIALS})",
+        help=f"cap on trainings over the whole search (default: stage budgets for dnc, {DEFAULT_MAX_TRIALS} otherwise)",
     )
+    s.add_argument("--prior-points", type=int, default=15, help="Sobol prior points per BO stage (default: 15)")
+    s.add_argument("--bo-steps", type=int, default=15, help="BO steps per BO stage (default: 15)")
+    s.add_argument(
+        "--candidates", type=int, default=1000, help="random candidates scored by EI per step (default: 1000)"
+    )
+    s.add_argument("--bo-mode", default="default", help="default | reference (the reference's exact GP, SPEC §5)")
     s.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs per trial (default: {DEFAULT_EPOCHS})")
     s.add_argument("--seed", type=int, default=0, help="search seed (default: 0)")
     s.add_argument("--space", help="YAML/JSON file of search-space overrides")
@@ -104,6 +110,10 @@ def _run_search(args: argparse.Namespace) -> None:
         space=read_space_file(args.space) if args.space else None,
         device=args.device,
         threads=args.threads,
+        prior_points=args.prior_points,
+        bo_steps=args.bo_steps,
+        candidates=args.candidates,
+        bo_mode=args.bo_mode,
         out=args.out,
         verbose=not args.quiet,
     )
@@ -134,6 +144,14 @@ def format_result(result: Any) -> str:
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C: ask the search to stop (the trainer checks at each epoch end) and interrupt at once."""
+    from deepncheap.train import STOP_REQUESTED
+
+    STOP_REQUESTED.set()
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     try:
@@ -142,8 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if not args.debug:
         warnings.simplefilter("ignore")
+    previous_handler = signal.getsignal(signal.SIGINT)
     try:
         if args.command == "search":
+            signal.signal(signal.SIGINT, _interrupt)
             _run_search(args)
         else:
             from deepncheap.report import show_run
@@ -163,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
     return 0
 
 

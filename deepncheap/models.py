@@ -159,6 +159,18 @@ def build_mlp(config: dict[str, Any], input_shape: Sequence[int], num_outputs: i
     return nn.Sequential(*layers)
 
 
+def architecture_key(config: dict[str, Any], input_shape: Sequence[int]) -> tuple[Any, ...]:
+    """What decides the network a config trains and how: configs with equal keys train the same model
+    (e.g. dropout probabilities of a network with no dropout layer), so a grid trains one of them."""
+    training = (float(config["lr"]), float(config["weight_decay"]), int(config["batch_size"]))
+    if config["network"] == "cnn":
+        layout = cnn_layout(config, input_shape)
+        mode = config["downsampling"] if any(layout.downsample) else None
+        return ("cnn", layout, mode, training)
+    nodes = tuple(int(n) for n in config["hidden_nodes"])
+    return ("mlp", nodes, float(config["drop_prob"]) if nodes else 0.0, training)
+
+
 def build_model(config: dict[str, Any], input_shape: Sequence[int], num_outputs: int) -> nn.Module:
     """The network a config describes, for samples of `input_shape` and `num_outputs` outputs."""
     if config["network"] == "cnn":

@@ -71,6 +71,12 @@ class SearchProgress:
         if self._progress is not None:
             self._progress.stop()
 
+    def set_total(self, total: int) -> None:
+        """Correct the planned number of trials once it is known better."""
+        self.total = total
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total)
+
     def note(self, text: str) -> None:
         """A line of information above the bar."""
         if self.enabled:

@@ -8,14 +8,15 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from deepncheap.bo import BO_MODES
 from deepncheap.errors import SettingsError
 from deepncheap.objective import PENALTIES
 from deepncheap.space import NETWORKS, SAMPLING_METHODS, is_int, is_number
 
 # CPU-friendly default (the reference trains 100 epochs per trial on a GPU); see the README.
 DEFAULT_EPOCHS = 20
-DEFAULT_MAX_TRIALS = 30
-METHODS = SAMPLING_METHODS
+DEFAULT_MAX_TRIALS = 30  # for random/Sobol searches; the Deep-n-Cheap method's budget is its stage sizes
+METHODS = ("dnc", *SAMPLING_METHODS)
 
 
 @dataclass(frozen=True)
@@ -23,14 +24,16 @@ class SearchSettings:
     """Every option of a search but the data itself and the output directory; see the README's table.
 
     `space` holds search-space overrides (name -> value, as in a `--space` file); `threads` fixes torch's
-    CPU threads for the search (None: torch's default).
+    CPU threads for the search (None: torch's default). `max_trials` caps the trainings of the whole search
+    (None: 30 for random/Sobol, the stage budgets for `dnc`). `prior_points`, `bo_steps` and `candidates`
+    size each Bayesian-optimization stage; `bo_mode` is `default` or `reference` (SPEC §5).
     """
 
     network: str = "cnn"
     wc: float = 0.1
     penalty: str = "time"
-    method: str = "sobol"
-    max_trials: int = DEFAULT_MAX_TRIALS
+    method: str = "dnc"
+    max_trials: int | None = None
     epochs: int = DEFAULT_EPOCHS
     seed: int = 0
     task: str | None = None
@@ -41,6 +44,10 @@ class SearchSettings:
     space: dict[str, Any] | None = None
     device: str = "auto"
     threads: int | None = None
+    bo_mode: str = "default"
+    prior_points: int = 15
+    bo_steps: int = 15
+    candidates: int = 1000
 
     @classmethod
     def from_options(cls, **options: Any) -> SearchSettings:
@@ -63,7 +70,12 @@ class SearchSettings:
             raise SettingsError(f"unknown penalty '{self.penalty}'; use one of: {', '.join(PENALTIES)}")
         if self.method not in METHODS:
             raise SettingsError(f"unknown method '{self.method}'; use one of: {', '.join(METHODS)}")
-        for name, minimum in (("epochs", 1), ("max_trials", 1), ("seed", 0)):
+        if self.bo_mode not in BO_MODES:
+            raise SettingsError(f"unknown BO mode '{self.bo_mode}'; use one of: {', '.join(BO_MODES)}")
+        checks = [("epochs", 1), ("seed", 0), ("prior_points", 1), ("bo_steps", 0), ("candidates", 1)]
+        if self.max_trials is not None:
+            checks.append(("max_trials", 1))
+        for name, minimum in checks:
             value = getattr(self, name)
             if not is_int(value) or value < minimum:
                 flag = name.replace("_", "-")
@@ -79,6 +91,13 @@ class SearchSettings:
             raise SettingsError(f"image_shape must be three positive integers (C, H, W), got {shape!r}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise SettingsError(f"unknown device '{self.device}'; use auto, cpu or cuda")
+
+    @property
+    def trial_budget(self) -> int | None:
+        """The cap on trainings: `max_trials`, or 30 for random/Sobol searches when not given."""
+        if self.max_trials is None and self.method != "dnc":
+            return DEFAULT_MAX_TRIALS
+        return self.max_trials
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form, stored with the run."""

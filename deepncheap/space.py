@@ -7,6 +7,7 @@ channel rule (non-decreasing, at most doubling, capped) holds by construction. N
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Iterator, Mapping
@@ -17,10 +18,13 @@ from typing import Any
 import numpy as np
 from scipy.stats import qmc
 
+from deepncheap.bo import LayersTerm, ScalarTerm, Term
 from deepncheap.errors import SpaceError
 
 NETWORKS = ("cnn", "mlp")
 SAMPLING_METHODS = ("random", "sobol")
+STAGES = ("core", "advanced", "training")
+GRID_SUB_STAGES = {"cnn": ("downsampling", "batch_norm", "dropout", "shortcuts"), "mlp": ("dropout",)}
 DOWNSAMPLING = ("maxpool", "stride")
 CNN_KEYS = (
     "network",
@@ -105,47 +109,123 @@ class SearchSpace:
     def max_layers(self) -> int:
         return self.num_conv_layers[1] if self.network == "cnn" else self.num_hidden_layers[1]
 
-    @property
-    def dimension(self) -> int:
-        """Number of unit-cube coordinates that `decode` consumes."""
-        return 1 + self.max_layers + (9 if self.network == "cnn" else 4)
+    def dimension(self, stage: str = "joint") -> int:
+        """Number of unit-cube coordinates that `decode(stage=...)` consumes."""
+        layers = 1 + self.max_layers
+        advanced = 6 if self.network == "cnn" else 1
+        return {"joint": layers + advanced + 3, "core": layers, "training": 3}[stage]
 
-    def decode(self, point: np.ndarray) -> dict[str, Any]:
-        """Map a point of the unit cube [0, 1)^dimension to a valid config of the joint space."""
-        if len(point) != self.dimension:
-            raise ValueError(f"expected a point of dimension {self.dimension}, got {len(point)}")
+    def decode(self, point: np.ndarray, *, stage: str = "joint", base: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Map a point of the unit cube [0, 1)^dimension(stage) to a valid config.
+
+        joint: every hyperparameter; core: the layers, everything else at its default; training: lr,
+        weight decay and batch size on top of `base` (the architecture found so far).
+        """
+        if len(point) != self.dimension(stage):
+            raise ValueError(f"expected a point of dimension {self.dimension(stage)}, got {len(point)}")
         u: Iterator[float] = iter(float(v) for v in point)
+        if stage == "training":
+            if base is None:
+                raise ValueError("the training stage decodes on top of a base config")
+            return {**base, **self._decode_training(u)}
         depth_bounds = self.num_conv_layers if self.network == "cnn" else self.num_hidden_layers
         depth = _int_at(next(u), *depth_bounds)
-        widths = [next(u) for _ in range(self.max_layers)][:depth]
+        units = [next(u) for _ in range(self.max_layers)][:depth]
         if self.network == "cnn":
-            channels = grow_channels(widths, self.channels_first, self.channels_upper)
-            config: dict[str, Any] = {
-                "network": "cnn",
-                "num_conv_layers": depth,
-                "channels": channels,
-                "downsampling": _choice_at(next(u), self.downsampling),
-                "bn_frac": _choice_at(next(u), self.bn_fracs),
-                "do_frac": _choice_at(next(u), self.do_fracs),
-                "input_drop_prob": _choice_at(next(u), self.input_drop_probs),
-                "drop_prob": _choice_at(next(u), self.drop_probs),
-                "shortcut_every": _choice_at(next(u), self.shortcut_every),
-            }
+            widths = grow_channels(units, self.channels_first, self.channels_upper)
         else:
-            config = {
-                "network": "mlp",
-                "num_hidden_layers": depth,
-                "hidden_nodes": [_int_at(w, *self.hidden_nodes) for w in widths],
-                "drop_prob": _choice_at(next(u), self.drop_probs_mlp),
-            }
-        config["lr"] = _log_at(next(u), *self.lr)
-        config["weight_decay"] = _weight_decay_at(next(u), *self.weight_decay)
-        config["batch_size"] = _int_at(next(u), *self.batch_size)
-        return config
+            widths = [_int_at(w, *self.hidden_nodes) for w in units]
+        config = self.default_config(depth=depth, widths=widths)
+        if stage == "core":
+            return config
+        if self.network == "cnn":
+            for key, choices in (
+                ("downsampling", self.downsampling),
+                ("bn_frac", self.bn_fracs),
+                ("do_frac", self.do_fracs),
+                ("input_drop_prob", self.input_drop_probs),
+                ("drop_prob", self.drop_probs),
+                ("shortcut_every", self.shortcut_every),
+            ):
+                config[key] = _choice_at(next(u), choices)
+        else:
+            config["drop_prob"] = _choice_at(next(u), self.drop_probs_mlp)
+        return {**config, **self._decode_training(u)}
 
-    def sample(self, n: int, *, method: str = "sobol", seed: int = 0) -> list[dict[str, Any]]:
-        """`n` configs of the joint space: uniform random or scrambled Sobol, deterministic in `seed`."""
-        return [self.decode(point) for point in unit_points(n, self.dimension, method=method, seed=seed)]
+    def _decode_training(self, u: Iterator[float]) -> dict[str, Any]:
+        return {
+            "lr": _log_at(next(u), *self.lr),
+            "weight_decay": _weight_decay_at(next(u), *self.weight_decay),
+            "batch_size": _int_at(next(u), *self.batch_size),
+        }
+
+    def sample(
+        self, n: int, *, method: str = "sobol", seed: int = 0, stage: str = "joint", base: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """`n` configs of a stage's space: uniform random or scrambled Sobol, deterministic in `seed`."""
+        points = unit_points(n, self.dimension(stage), method=method, seed=seed)
+        return [self.decode(point, stage=stage, base=base) for point in points]
+
+    def grid(self, sub_stage: str, base: dict[str, Any]) -> list[dict[str, Any]]:
+        """The configs of an advanced-architecture sub-stage (`GRID_SUB_STAGES`): `base` with each value."""
+        values: list[dict[str, Any]]
+        if sub_stage == "dropout" and self.network == "cnn":
+            values = [
+                {"do_frac": f, "input_drop_prob": p_in, "drop_prob": p}
+                for f, p_in, p in itertools.product(self.do_fracs, self.input_drop_probs, self.drop_probs)
+            ]
+        else:
+            choices: tuple[Any, ...]
+            key, choices = {
+                "downsampling": ("downsampling", self.downsampling),
+                "batch_norm": ("bn_frac", self.bn_fracs),
+                "shortcuts": ("shortcut_every", self.shortcut_every),
+                "dropout": ("drop_prob", self.drop_probs_mlp),
+            }[sub_stage]
+            values = [{key: choice} for choice in choices]
+        return [{**base, **value} for value in values]
+
+    def kernel(self, stage: str, *, reference: bool = False) -> list[tuple[float, Term]]:
+        """The (weight, term) pairs of a BO stage's kernel, equal weights over the stage's hyperparameters.
+
+        CNN core: channels compared layer by layer, layer i normalized by its own bounds [first low,
+        min(first high * 2^i, upper)] (`reference`: by the first layer's bounds for every layer, the
+        reference's bug) with root min(i + 1, 4). MLP core: mean of total nodes (root 2) and layer count.
+        Training: log10 lr, log10 weight decay (0 at the lower bound), batch size.
+        """
+        if stage == "training":
+            return [
+                (1 / 3, ScalarTerm(math.log10(self.lr[0]), math.log10(self.lr[1]))),
+                (1 / 3, ScalarTerm(*(_log10_weight_decay(v, self.weight_decay) for v in self.weight_decay))),
+                (1 / 3, ScalarTerm(*self.batch_size)),
+            ]
+        if self.network == "cnn":
+            low, high = self.channels_first
+            highs = [high if reference else min(high * 2**i, self.channels_upper) for i in range(self.max_layers)]
+            roots = [min(i + 1, 4) for i in range(self.max_layers)]
+            term = LayersTerm(tuple([float(low)] * self.max_layers), tuple(map(float, highs)), tuple(map(float, roots)))
+            return [(1.0, term)]
+        depth_low, depth_high = self.num_hidden_layers
+        nodes = ScalarTerm(depth_low * self.hidden_nodes[0], depth_high * self.hidden_nodes[1], root=2.0)
+        return [(0.5, nodes), (0.5, ScalarTerm(depth_low, depth_high))]
+
+    def encode(self, stage: str, configs: list[dict[str, Any]]) -> list[np.ndarray]:
+        """Configs as the arrays `kernel(stage)` compares, one per term."""
+        if stage == "training":
+            return [
+                np.log10([c["lr"] for c in configs]),
+                np.array([_log10_weight_decay(c["weight_decay"], self.weight_decay) for c in configs]),
+                np.array([c["batch_size"] for c in configs], dtype=float),
+            ]
+        if self.network == "cnn":
+            channels = np.full((len(configs), self.max_layers), np.nan)
+            for row, config in zip(channels, configs, strict=True):
+                row[: len(config["channels"])] = config["channels"]
+            return [channels]
+        return [
+            np.array([sum(c["hidden_nodes"]) for c in configs], dtype=float),
+            np.array([c["num_hidden_layers"] for c in configs], dtype=float),
+        ]
 
     def default_config(self, *, depth: int, widths: list[int]) -> dict[str, Any]:
         """The config with the given layers and every other hyperparameter at its default."""
@@ -216,6 +296,12 @@ def read_space_file(path: str | Path) -> dict[str, Any]:
     return overrides
 
 
+def _log10_weight_decay(value: float, bounds: tuple[float, float]) -> float:
+    """Weight decay on its kernel scale: log10, with 0 mapped to the lower bound."""
+    low = bounds[0] if bounds[0] > 0 else 1e-6
+    return math.log10(value if value > 0 else low)
+
+
 def doubling_channels(depth: int, space: SearchSpace) -> list[int]:
     """Channels doubling from the first layer's upper bound, capped at `channels_upper`."""
     return [min(space.channels_first[1] * 2**i, space.channels_upper) for i in range(depth)]
@@ -235,6 +321,12 @@ def default_shortcut_every(depth: int) -> int:
     if depth <= 8:
         return 0
     return 4 if depth <= 14 else 2
+
+
+def derive_seed(seed: int, *labels: str | int) -> int:
+    """A seed derived from the search seed and labels (stage names, indices), stable across runs."""
+    codes = [v if isinstance(v, int) else int.from_bytes(v.encode(), "little") % 2**31 for v in labels]
+    return int(np.random.SeedSequence([seed, *codes]).generate_state(1)[0])
 
 
 def unit_points(n: int, dimension: int, *, method: str, seed: int) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import random
+import threading
 import time
 from dataclasses import dataclass
 
@@ -19,6 +20,11 @@ from deepncheap.data import Dataset
 
 LR_DROP_FACTOR = 0.2
 EVAL_BATCH = 2048
+
+
+# Set by the CLI's Ctrl-C/SIGTERM handler. Python may swallow the KeyboardInterrupt the handler raises
+# (e.g. inside an import lock), so the trainer also stops at the next epoch end when this is set.
+STOP_REQUESTED = threading.Event()
 
 
 class TrialDiverged(RuntimeError):
@@ -122,6 +128,8 @@ def train(
         _synchronize(device)
         times.append(time.perf_counter() - start)
         schedule.step()
+        if STOP_REQUESTED.is_set():
+            raise KeyboardInterrupt
         if not torch.isfinite(loss_sum):
             raise TrialDiverged(f"training loss became {loss_sum.item()} in epoch {epoch + 1}")
 

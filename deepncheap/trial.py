@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from deepncheap.cost import count_flops, count_parameters
 from deepncheap.models import build_model
+from deepncheap.space import derive_seed
 from deepncheap.train import DeviceData, TrainResult, seed_everything, train
 
 
@@ -33,8 +33,7 @@ class TrialMeasurements:
 def trial_seed(search_seed: int, stage: str, index: int) -> int:
     """Seed of a trial from the search seed, its stage and its index within the stage (not its store row,
     so a trial run again after a resume trains identically)."""
-    stage_code = int.from_bytes(stage.encode(), "little") % 2**31
-    return int(np.random.SeedSequence([search_seed, stage_code, index]).generate_state(1)[0])
+    return derive_seed(search_seed, stage, index)
 
 
 def run_trial(

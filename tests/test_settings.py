@@ -20,6 +20,9 @@ from deepncheap.settings import DEFAULT_EPOCHS, SearchSettings
         ({"device": "tpu"}, "unknown device"),
         ({"image_shape": (1, 8)}, "three positive integers"),
         ({"learning_rate": 0.1}, "unknown option 'learning_rate'"),
+        ({"bo_mode": "fast"}, "unknown BO mode"),
+        ({"prior_points": 0}, "--prior-points must be an integer >= 1"),
+        ({"candidates": 0}, "--candidates must be an integer >= 1"),
     ],
 )
 def test_invalid_options_raise_settings_error(options, match, tmp_path):
@@ -31,6 +34,9 @@ def test_invalid_options_raise_settings_error(options, match, tmp_path):
 
 def test_defaults_and_stored_form():
     settings = SearchSettings.from_options(network="mlp", max_trials=None, image_shape=[1, 8, 8])
-    assert settings.epochs == DEFAULT_EPOCHS and settings.max_trials == 30 and settings.seed == 0
+    assert settings.epochs == DEFAULT_EPOCHS and settings.seed == 0 and settings.method == "dnc"
+    assert settings.max_trials is None and settings.trial_budget is None  # dnc: the stage budgets
+    assert SearchSettings.from_options(method="sobol").trial_budget == 30
+    assert SearchSettings.from_options(method="sobol", max_trials=7).trial_budget == 7
     stored = settings.to_dict()
     assert stored["network"] == "mlp" and stored["image_shape"] == [1, 8, 8] and stored["space"] is None

@@ -1,0 +1,150 @@
+"""Deep-n-Cheap's Bayesian optimization as pure numpy/scipy functions: kernel terms, the Gaussian-process
+posterior (Cholesky solve), expected improvement, and the choice of the best candidate.
+
+Nothing here knows about networks or torch: configs arrive already encoded, one array per kernel term
+(see `space.SearchSpace.kernel`). Every function works on whole arrays, so 1,000 candidates are scored
+against all observations at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve, solve_triangular
+from scipy.stats import norm
+
+OMEGA = 3.0  # the reference's distance scale ω for every hyperparameter
+NOISE = 1e-4  # GP noise variance
+XI = 1e-4  # EI exploration, in objective units
+BO_MODES = ("default", "reference")
+
+
+@dataclass(frozen=True)
+class ScalarTerm:
+    """One number per config (already on its kernel scale, e.g. log10 lr), normalized by `high - low`."""
+
+    low: float
+    high: float
+    root: float = 1.0
+
+
+@dataclass(frozen=True)
+class LayersTerm:
+    """A list of numbers per config (channels per layer), encoded as an (n, max_layers) array padded with
+    NaN; layer i is normalized by its own bounds and compared with root `roots[i]`."""
+
+    lows: tuple[float, ...]
+    highs: tuple[float, ...]
+    roots: tuple[float, ...]
+
+
+Term = ScalarTerm | LayersTerm
+
+
+def distance(delta: np.ndarray, span: float | np.ndarray, root: float | np.ndarray, omega: float = OMEGA) -> np.ndarray:
+    """d = ω (|Δ| / span)^(1/root); a zero span (a fixed hyperparameter) gives distance 0."""
+    span = np.asarray(span, dtype=float)
+    scaled = np.abs(delta) / np.where(span > 0, span, 1.0)
+    return omega * scaled ** (1.0 / np.asarray(root, dtype=float))
+
+
+def similarity(d: np.ndarray) -> np.ndarray:
+    """Squared-exponential similarity exp(-d²/2)."""
+    return np.exp(-0.5 * np.square(d))
+
+
+def scalar_kernel(a: np.ndarray, b: np.ndarray, term: ScalarTerm, omega: float = OMEGA) -> np.ndarray:
+    """(len(a), len(b)) similarities of one scalar hyperparameter."""
+    return similarity(distance(a[:, None] - b[None, :], term.high - term.low, term.root, omega))
+
+
+def layers_kernel(a: np.ndarray, b: np.ndarray, term: LayersTerm, omega: float = OMEGA) -> np.ndarray:
+    """(len(a), len(b)) layer-by-layer similarities: per-layer exp(-d²/2), a layer present in only one
+    network at distance ω, averaged over the longer network's layers."""
+    lows, highs, roots = (np.asarray(v, dtype=float) for v in (term.lows, term.highs, term.roots))
+    x, y = a[:, None, :], b[None, :, :]
+    present_x, present_y = ~np.isnan(x), ~np.isnan(y)
+    both = present_x & present_y
+    delta = np.where(both, np.nan_to_num(x) - np.nan_to_num(y), 0.0)
+    d = np.where(both, distance(delta, highs - lows, roots, omega), omega)
+    counted = present_x | present_y
+    total = np.where(counted, similarity(d), 0.0).sum(axis=2)
+    return total / np.maximum(counted.sum(axis=2), 1)
+
+
+def kernel_matrix(
+    a: list[np.ndarray], b: list[np.ndarray], terms: list[tuple[float, Term]], omega: float = OMEGA
+) -> np.ndarray:
+    """The convex combination Σ_k s_k σ_k over the (weight, term) pairs; `a`/`b` hold one array per term."""
+    weights = np.array([w for w, _ in terms], dtype=float)
+    if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
+        raise ValueError("kernel weights must be non-negative and sum to 1")
+    total = np.zeros((len(a[0]), len(b[0])))
+    for (weight, term), xa, xb in zip(terms, a, b, strict=True):
+        kernel = layers_kernel if isinstance(term, LayersTerm) else scalar_kernel
+        total += weight * kernel(xa, xb, term, omega)  # type: ignore[arg-type]
+    return total
+
+
+def gp_posterior(
+    k_train: np.ndarray, y: np.ndarray, k_cross: np.ndarray, *, prior_mean: float = 0.0, noise: float = NOISE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and standard deviation at the candidates, given the train kernel matrix, the
+    observations `y`, the (candidates × train) cross-kernel, a constant prior mean and unit signal variance."""
+    n = len(y)
+    jitter = noise
+    for _ in range(6):  # add jitter until the factorization succeeds (duplicates, round-off)
+        try:
+            factor = cho_factor(k_train + jitter * np.eye(n), lower=True)
+            break
+        except np.linalg.LinAlgError:
+            jitter *= 10
+    else:
+        raise np.linalg.LinAlgError("the kernel matrix is not positive definite")
+    alpha = cho_solve(factor, y - prior_mean)
+    mean = prior_mean + k_cross @ alpha
+    v = solve_triangular(factor[0], k_cross.T, lower=True)
+    variance = np.clip(1.0 - np.sum(v * v, axis=0), 0.0, None)
+    return mean, np.sqrt(variance)
+
+
+def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float, xi: float = XI) -> np.ndarray:
+    """EI for minimization: E[max(best - ξ - f, 0)]; where std is 0 it is max(best - ξ - mean, 0)."""
+    improvement = best - xi - mean
+    safe_std = np.where(std > 0, std, 1.0)
+    z = improvement / safe_std
+    ei = improvement * norm.cdf(z) + safe_std * norm.pdf(z)
+    return np.where(std > 1e-12, np.maximum(ei, 0.0), np.maximum(improvement, 0.0))
+
+
+def propose(
+    observed: list[np.ndarray],
+    y: np.ndarray,
+    candidates: list[np.ndarray],
+    terms: list[tuple[float, Term]],
+    *,
+    mode: str = "default",
+    prior_mean: float | None = None,
+    xi: float = XI,
+    noise: float = NOISE,
+) -> tuple[int, np.ndarray]:
+    """Index of the candidate with the highest EI, and every candidate's EI.
+
+    default: objectives standardized (mean 0, variance 1, recomputed at each call), zero prior mean, ξ
+    divided by the objectives' standard deviation. reference: raw objectives, the given constant
+    `prior_mean` (the mean of the stage's prior points), unit variance, ξ as is.
+    """
+    y = np.asarray(y, dtype=float)
+    if mode == "default":
+        scale = float(y.std()) or 1.0
+        target, mean0, xi_scaled = (y - y.mean()) / scale, 0.0, xi / scale
+    elif mode == "reference":
+        target, mean0, xi_scaled = y, float(y.mean() if prior_mean is None else prior_mean), xi
+    else:
+        raise ValueError(f"unknown BO mode '{mode}'")
+    k_train = kernel_matrix(observed, observed, terms)
+    k_cross = kernel_matrix(candidates, observed, terms)
+    mean, std = gp_posterior(k_train, target, k_cross, prior_mean=mean0, noise=noise)
+    ei = expected_improvement(mean, std, float(target.min()), xi_scaled)
+    return int(np.argmax(ei)), ei
