@@ -10,7 +10,7 @@ from rich.table import Table
 
 from deepncheap.errors import OutputError
 from deepncheap.progress import human_count
-from deepncheap.store import STORE_NAME, RunStore, Trial
+from deepncheap.store import STAGES, STORE_NAME, RunStore, Trial
 
 
 def open_run(run_dir: str | Path) -> RunStore:
@@ -87,11 +87,24 @@ def show_run(run_dir: str | Path, console: Console | None = None) -> None:
     if best is None:
         console.print("no complete trial yet")
         return
-    console.print(f"best: trial #{best.trial_id} ({best.stage}) {summarize_config(best.config)}")
+    for stage in STAGES:
+        stage_best = min(
+            (t for t in trials if t.stage == stage and t.status == "complete" and t.objective is not None),
+            key=lambda t: (t.objective, t.trial_id),
+            default=None,
+        )
+        if stage_best is not None:
+            console.print(f"best {stage}: {describe_best(stage_best)}")
+    console.print(f"best overall: {describe_best(best)}")
+
+
+def describe_best(trial: Trial) -> str:
+    """One line: the trial, its config and its metrics."""
     score = (
-        f"val accuracy {best.val_accuracy:.4f}" if best.val_accuracy is not None else f"val loss {best.val_loss:.4g}"
+        f"val accuracy {trial.val_accuracy:.4f}" if trial.val_accuracy is not None else f"val loss {trial.val_loss:.4g}"
     )
-    console.print(
-        f"      objective {best.objective:+.4f}, {score}, {human_count(best.n_params)} parameters, "
-        f"{human_count(best.flops)} FLOPs/sample, {best.time_per_epoch_s:.3f} s/epoch"
+    return (
+        f"trial #{trial.trial_id} ({trial.stage}) objective {trial.objective:+.4f}, {score}, "
+        f"{human_count(trial.n_params)} params, {human_count(trial.flops)} FLOPs, "
+        f"{trial.time_per_epoch_s:.3f} s/epoch; {summarize_config(trial.config)}"
     )

@@ -41,6 +41,16 @@ def files(tmp_path_factory):
     paths["text_csv"].write_text("a,colour,label\n" + "".join(f"{i},red,{i % 2}\n" for i in range(40)))
     paths["empty_csv"] = root / "empty.csv"
     paths["empty_csv"].write_text("")
+    for name, text in {
+        "unknown_name": "num_layers: [1, 2]\n",
+        "inverted": "lr: [0.1, 0.001]\n",
+        "empty_range": "batch_size: []\n",
+        "empty_choices": "bn_fracs: []\n",
+        "wrong_type": "num_hidden_layers: [one, two]\n",
+        "broken": "lr: [0.001, 0.1\nbatch_size: 32\n",
+    }.items():
+        paths[f"space_{name}"] = root / f"space_{name}.yaml"
+        paths[f"space_{name}"].write_text(text)
     paths["file"] = root / "plain-file"
     paths["file"].write_text("x")
     return paths
@@ -70,6 +80,14 @@ BAD_INPUTS = [
     (["--val-split", "0"], "--val-split must be between 0 and 1"),
     (["--image-shape", "1,8"], "invalid image shape"),
     (["--space", "{root}/space.yaml"], "space file not found"),
+    (["--space", "{space_unknown_name}"], "unknown hyperparameter 'num_layers'"),
+    (["--space", "{space_inverted}"], "inverted"),
+    (["--space", "{space_empty_range}"], "batch_size must be [low, high]"),
+    (["--space", "{space_empty_choices}"], "bn_fracs is an empty list"),
+    (["--space", "{space_wrong_type}"], "num_hidden_layers takes integers"),
+    (["--space", "{space_broken}"], "not valid YAML"),
+    (["--bo-mode", "fast"], "unknown BO mode"),
+    (["--method", "grid"], "unknown method"),
 ]
 
 
@@ -98,7 +116,7 @@ def test_search_and_show(files, tmp_path, capsys):
     assert "validation accuracy" in out and "parameters" in out and "time per epoch" in out and str(run) in out
     assert main(["show", str(run)]) == 0
     shown = capsys.readouterr().out
-    assert "2 complete" in shown and "best: trial #" in shown and "objective" in shown
+    assert "2 complete" in shown and "best overall: trial #" in shown and "objective" in shown
 
 
 def test_show_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
@@ -128,7 +146,7 @@ def test_console_script_end_to_end(tmp_path):
     assert run.name.startswith("iris-mlp-")
     assert (run / "best.json").is_file() and (run / "trials.csv").is_file()
     shown = dnc("show", str(run), cwd=tmp_path)
-    assert shown.returncode == 0 and "best: trial #" in shown.stdout
+    assert shown.returncode == 0 and "best overall: trial #" in shown.stdout
 
 
 def test_console_script_bad_input_has_no_traceback(tmp_path):

@@ -217,3 +217,90 @@ def test_same_seed_repeats_cnn_search_exactly(tmp_path):
         return [{k: v for k, v in r.items() if k not in TIMING} for r in read_csv(result.run_dir / "trials.csv")]
 
     assert run("a") == run("b")
+
+
+SMALL_DNC = dict(
+    data="digits",
+    network="mlp",
+    penalty="params",
+    prior_points=3,
+    bo_steps=2,
+    candidates=200,
+    epochs=2,
+    space=FAST_MLP,
+    verbose=False,
+)
+
+
+def test_dnc_stages_hand_over_their_best(tmp_path):
+    result = deepncheap.search(out=tmp_path / "dnc", seed=5, **SMALL_DNC)
+    with RunStore.open(result.run_dir) as store:
+        trials = store.trials()
+    stages = [t.stage for t in trials]
+    assert stages == sorted(stages, key=["core", "advanced", "training"].index), "stages run in order"
+    by_stage = {s: [t for t in trials if t.stage == s] for s in ("core", "advanced", "training")}
+    assert len(by_stage["core"]) == len(by_stage["training"]) == 3 + 2
+    assert 1 <= len(by_stage["advanced"]) <= 5  # six dropout choices, less the one already trained
+
+    def best(candidates):
+        return min((t for t in candidates if t.status == "complete"), key=lambda t: (t.objective, t.trial_id))
+
+    core_best = best(by_stage["core"])
+    # every advanced trial keeps the core stage's best layers and training hyperparameters, varying dropout
+    for trial in by_stage["advanced"]:
+        assert {k: v for k, v in trial.config.items() if k != "drop_prob"} == {
+            k: v for k, v in core_best.config.items() if k != "drop_prob"
+        }
+        assert trial.config["drop_prob"] != core_best.config["drop_prob"]
+    advanced_best = best([core_best, *by_stage["advanced"]])
+    architecture = ("network", "num_hidden_layers", "hidden_nodes", "drop_prob")
+    for trial in by_stage["training"]:
+        assert {k: trial.config[k] for k in architecture} == {k: advanced_best.config[k] for k in architecture}
+    # the core stage's prior points use defaults for everything but the layers
+    assert all(t.config["lr"] == 1e-3 and t.config["batch_size"] == 256 for t in by_stage["core"])
+    assert result.trial_id == best(trials).trial_id
+
+
+def test_dnc_search_repeats_exactly_with_a_seed(tmp_path):
+    def run(name, seed=9):
+        result = deepncheap.search(out=tmp_path / name, seed=seed, **SMALL_DNC)
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in read_csv(result.run_dir / "trials.csv")]
+
+    first = run("a")
+    assert first == run("b")
+    assert [r["config"] for r in first] != [r["config"] for r in run("c", seed=10)]
+
+
+def test_dnc_cnn_grid_sub_stages(tmp_path):
+    space = {
+        "num_conv_layers": [4, 5],
+        "channels_first": [8, 16],
+        "channels_upper": 32,
+        "batch_size": [64, 128],
+        "bn_fracs": [0.5, 1.0],
+        "do_fracs": [0.0, 1.0],
+        "input_drop_probs": [0.1],
+        "drop_probs": [0.3],
+        "shortcut_every": [0, 2],
+    }
+    result = deepncheap.search(
+        data="digits",
+        network="cnn",
+        space=space,
+        penalty="params",
+        prior_points=2,
+        bo_steps=1,
+        candidates=50,
+        epochs=1,
+        out=tmp_path / "cnn",
+        verbose=False,
+    )
+    with RunStore.open(result.run_dir) as store:
+        trials = store.trials()
+    core_channels = min((t for t in trials if t.stage == "core"), key=lambda t: t.objective).config["channels"]
+    advanced = [t for t in trials if t.stage == "advanced"]
+    assert advanced and all(t.config["channels"] == core_channels for t in advanced)
+    # the grid varies one sub-stage's hyperparameters at a time; duplicates of a known network are skipped
+    assert len(advanced) <= 1 + 1 + 1 + 1
+    assert len({json.dumps(t.config, sort_keys=True) for t in advanced}) == len(advanced)
+    assert [t.stage_index for t in advanced] == list(range(len(advanced)))

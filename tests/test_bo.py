@@ -1,0 +1,136 @@
+import math
+
+import numpy as np
+import pytest
+
+from deepncheap import bo
+from deepncheap.space import SearchSpace
+
+
+def channel_kernel(a, b, *, reference=False):
+    space = SearchSpace.create("cnn")
+    terms = space.kernel("core", reference=reference)
+    configs = [space.default_config(depth=len(c), widths=c) for c in (a, b)]
+    features = space.encode("core", configs)
+    return bo.kernel_matrix(features, features, terms)[0, 1]
+
+
+def test_channel_kernel_same_depth_uses_per_layer_bounds_and_roots():
+    # layer 2: |32-48| / (128-16), root 2 -> d = 3 * (16/112)^(1/2)
+    d2 = 3 * math.sqrt(16 / 112)
+    assert channel_kernel([16, 32], [16, 48]) == pytest.approx((1 + math.exp(-(d2**2) / 2)) / 2)
+    assert channel_kernel([16, 32], [16, 48]) == pytest.approx(0.762894, abs=1e-6)
+
+
+def test_channel_kernel_different_depths_counts_missing_layers_at_distance_omega():
+    expected = (1 + 1 + math.exp(-(3.0**2) / 2)) / 3  # averaged over the longer network's 3 layers
+    assert channel_kernel([16, 32], [16, 32, 64]) == pytest.approx(expected)
+    assert channel_kernel([16, 32, 64], [16, 32]) == pytest.approx(expected)
+
+
+def test_reference_mode_keeps_the_references_first_layer_normalization():
+    d2 = 3 * math.sqrt(16 / 48)  # every layer normalized by 16..64
+    assert channel_kernel([16, 32], [16, 48], reference=True) == pytest.approx((1 + math.exp(-(d2**2) / 2)) / 2)
+
+
+def test_training_kernel_is_log_scale_with_zero_weight_decay_at_the_lower_bound():
+    space = SearchSpace.create("mlp")
+    base = space.default_config(depth=1, widths=[50])
+    a = dict(base, lr=1e-3, weight_decay=0.0, batch_size=64)
+    b = dict(base, lr=1e-2, weight_decay=1e-4, batch_size=64)
+    features = space.encode("training", [a, b])
+    value = bo.kernel_matrix(features, features, space.kernel("training"))[0, 1]
+    lr = math.exp(-((3 * 1 / 4) ** 2) / 2)  # one decade of four
+    wd = math.exp(-((3 * 2 / 3) ** 2) / 2)  # 0 -> 1e-6, then two decades of three
+    assert value == pytest.approx((lr + wd + 1) / 3)
+
+
+def test_mlp_kernel_is_mean_of_total_nodes_and_layer_count():
+    space = SearchSpace.create("mlp")
+    configs = [space.default_config(depth=1, widths=[100]), space.default_config(depth=2, widths=[50, 50])]
+    features = space.encode("core", configs)
+    value = bo.kernel_matrix(features, features, space.kernel("core"))[0, 1]
+    assert value == pytest.approx(0.5 * (1 + math.exp(-((3 * 1 / 2) ** 2) / 2)))
+
+
+@pytest.mark.parametrize(("network", "stage"), [("cnn", "core"), ("mlp", "core"), ("cnn", "training")])
+@pytest.mark.parametrize("reference", [False, True])
+def test_kernel_matrices_are_symmetric_positive_semidefinite(network, stage, reference):
+    space = SearchSpace.create(network)
+    base = space.default_config(depth=4, widths=[32, 64, 64, 128]) if network == "cnn" else None
+    configs = space.sample(150, method="random", seed=2, stage=stage, base=base)
+    features = space.encode(stage, configs)
+    matrix = bo.kernel_matrix(features, features, space.kernel(stage, reference=reference))
+    assert np.allclose(matrix, matrix.T)
+    assert np.allclose(np.diag(matrix), 1.0)  # identical configs have covariance 1
+    assert np.linalg.eigvalsh(matrix).min() > -1e-9
+
+
+def random_problem(seed=0, n=12):
+    space = SearchSpace.create("mlp")
+    base = space.default_config(depth=1, widths=[50])
+    observed = space.sample(n, method="sobol", seed=seed, stage="training", base=base)
+    candidates = space.sample(200, method="random", seed=seed + 1, stage="training", base=base)
+    y = np.random.default_rng(seed).normal(-1.0, 0.3, size=n)
+    return space, observed, candidates, y
+
+
+def test_gp_posterior_mean_matches_observations_at_observed_points():
+    space, observed, _, y = random_problem()
+    terms = space.kernel("training")
+    features = space.encode("training", observed)
+    k = bo.kernel_matrix(features, features, terms)
+    mean, std = bo.gp_posterior(k, y, k, prior_mean=float(y.mean()), noise=1e-8)
+    assert np.allclose(mean, y, atol=1e-3)
+    assert np.all(std < 0.01)
+    # with the default noise 1e-4 the mean smooths a little between near-duplicate configs, no more
+    mean, _ = bo.gp_posterior(k, y, k, prior_mean=float(y.mean()))
+    assert np.abs(mean - y).max() < 0.1 * np.ptp(y)
+
+
+def test_expected_improvement_properties():
+    mean = np.array([0.0, 0.5, 1.0, -1.0])
+    std = np.array([1.0, 0.0, 1e-15, 0.0])
+    ei = bo.expected_improvement(mean, std, best=0.2, xi=0.0)
+    assert np.all(ei >= 0)
+    assert ei[1] == 0.0 and ei[2] == 0.0  # no uncertainty and mean >= best: nothing to gain
+    assert ei[3] == pytest.approx(1.2)  # no uncertainty, mean below best: the sure improvement
+    assert ei[0] > 0.2 * 0.5  # uncertainty adds to the plain improvement
+    rng = np.random.default_rng(0)
+    assert np.all(bo.expected_improvement(rng.normal(size=1000), rng.random(1000), best=0.0) >= 0)
+
+
+def manual_ei(features_obs, y, features_cand, terms, *, prior_mean, best, xi):
+    """The textbook GP + EI, with plain matrix inverses, to check `propose` against."""
+    k = bo.kernel_matrix(features_obs, features_obs, terms) + bo.NOISE * np.eye(len(y))
+    k_star = bo.kernel_matrix(features_cand, features_obs, terms)
+    inverse = np.linalg.inv(k)
+    mean = prior_mean + k_star @ inverse @ (y - prior_mean)
+    std = np.sqrt(np.clip(1 - np.einsum("ij,jk,ik->i", k_star, inverse, k_star), 0, None))
+    z = (best - xi - mean) / std
+    from scipy.stats import norm
+
+    return (best - xi - mean) * norm.cdf(z) + std * norm.pdf(z)
+
+
+def test_reference_mode_reproduces_the_reference_formulas():
+    space, observed, candidates, y = random_problem(seed=3)
+    terms = space.kernel("training", reference=True)
+    obs, cand = space.encode("training", observed), space.encode("training", candidates)
+    prior_mean = float(y[:8].mean())  # mean of the prior points, fixed once
+    index, ei = bo.propose(obs, y, cand, terms, mode="reference", prior_mean=prior_mean)
+    expected = manual_ei(obs, y, cand, terms, prior_mean=prior_mean, best=y.min(), xi=1e-4)
+    assert np.allclose(ei, expected, atol=1e-7)
+    assert index == int(np.argmax(expected))
+
+
+def test_default_mode_standardizes_objectives():
+    space, observed, candidates, y = random_problem(seed=4)
+    terms = space.kernel("training")
+    obs, cand = space.encode("training", observed), space.encode("training", candidates)
+    _, ei = bo.propose(obs, y, cand, terms, mode="default")
+    z = (y - y.mean()) / y.std()
+    expected = manual_ei(obs, z, cand, terms, prior_mean=0.0, best=z.min(), xi=1e-4 / y.std())
+    assert np.allclose(ei, expected, atol=1e-7)
+    # shifting and scaling the objectives does not change the default proposal
+    assert bo.propose(obs, 5 * y + 2, cand, terms)[0] == bo.propose(obs, y, cand, terms)[0]
