@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 # A real CNN search on the built-in digits images, in a reduced space (examples/demo_space.yaml) and budget.
 demo: $(STAMP)
 	$(BIN)/dnc search --data digits --network cnn --space examples/demo_space.yaml \
-		--method sobol --max-trials 8 --epochs 15 --wc 0.1 --penalty time --seed 0
+		--method dnc --prior-points 4 --bo-steps 2 --epochs 10 --wc 0.1 --penalty time --seed 0
 
 test: $(STAMP)
 	$(BIN)/ruff check deepncheap tests
