@@ -23,7 +23,6 @@ from deepncheap.errors import SpaceError
 
 NETWORKS = ("cnn", "mlp")
 SAMPLING_METHODS = ("random", "sobol")
-STAGES = ("core", "advanced", "training")
 GRID_SUB_STAGES = {"cnn": ("downsampling", "batch_norm", "dropout", "shortcuts"), "mlp": ("dropout",)}
 DOWNSAMPLING = ("maxpool", "stride")
 CNN_KEYS = (

@@ -34,6 +34,13 @@ def mlp_search(out, **options):
     return deepncheap.search(**settings)
 
 
+TINY_CNN = {"num_conv_layers": [4, 5], "channels_first": [8, 16], "channels_upper": 32, "batch_size": [64, 128]}
+
+
+def cnn_search(out, space=TINY_CNN, **options):
+    return deepncheap.search(data="digits", network="cnn", space=space, out=out, verbose=False, **options)
+
+
 def read_csv(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
@@ -126,23 +133,8 @@ def test_same_seed_with_params_penalty_repeats_exactly(tmp_path):
 
 
 def test_cnn_search_with_time_penalty(tmp_path):
-    space = {
-        "num_conv_layers": [4, 5],
-        "channels_first": [8, 16],
-        "channels_upper": 32,
-        "batch_size": [64, 128],
-        "lr": [1e-3, 1e-2],
-    }
-    result = deepncheap.search(
-        data="digits",
-        network="cnn",
-        space=space,
-        method="random",
-        max_trials=2,
-        epochs=2,
-        out=tmp_path / "cnn",
-        verbose=False,
-    )
+    space = dict(TINY_CNN, lr=[1e-3, 1e-2])
+    result = cnn_search(tmp_path / "cnn", space, method="random", max_trials=2, epochs=2)
     baseline = result.baselines["time_per_epoch_s"]
     assert baseline > 0
     assert result.metrics["f_c"] == pytest.approx(result.metrics["time_per_epoch_s"] / baseline)
@@ -200,20 +192,8 @@ def test_arrays_through_the_api(tmp_path):
 
 
 def test_same_seed_repeats_cnn_search_exactly(tmp_path):
-    space = {"num_conv_layers": [4, 5], "channels_first": [8, 16], "channels_upper": 32, "batch_size": [64, 128]}
-
     def run(name):
-        result = deepncheap.search(
-            data="digits",
-            network="cnn",
-            space=space,
-            penalty="params",
-            max_trials=2,
-            epochs=1,
-            seed=11,
-            out=tmp_path / name,
-            verbose=False,
-        )
+        result = cnn_search(tmp_path / name, penalty="params", max_trials=2, epochs=1, seed=11)
         return [{k: v for k, v in r.items() if k not in TIMING} for r in read_csv(result.run_dir / "trials.csv")]
 
     assert run("a") == run("b")
@@ -272,28 +252,10 @@ def test_dnc_search_repeats_exactly_with_a_seed(tmp_path):
 
 
 def test_dnc_cnn_grid_sub_stages(tmp_path):
-    space = {
-        "num_conv_layers": [4, 5],
-        "channels_first": [8, 16],
-        "channels_upper": 32,
-        "batch_size": [64, 128],
-        "bn_fracs": [0.5, 1.0],
-        "do_fracs": [0.0, 1.0],
-        "input_drop_probs": [0.1],
-        "drop_probs": [0.3],
-        "shortcut_every": [0, 2],
-    }
-    result = deepncheap.search(
-        data="digits",
-        network="cnn",
-        space=space,
-        penalty="params",
-        prior_points=2,
-        bo_steps=1,
-        candidates=50,
-        epochs=1,
-        out=tmp_path / "cnn",
-        verbose=False,
+    grids = {"bn_fracs": [0.5, 1.0], "do_fracs": [0.0, 1.0], "input_drop_probs": [0.1], "drop_probs": [0.3],
+             "shortcut_every": [0, 2]}  # fmt: skip
+    result = cnn_search(
+        tmp_path / "cnn", TINY_CNN | grids, penalty="params", prior_points=2, bo_steps=1, candidates=50, epochs=1
     )
     with RunStore.open(result.run_dir) as store:
         trials = store.trials()
