@@ -11,21 +11,20 @@ import csv
 import io
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from deepncheap.errors import OutputError
 from deepncheap.models import build_model
-from deepncheap.store import METRIC_COLUMNS, STORE_NAME, RunStore, Trial
+from deepncheap.store import METRIC_COLUMNS, RunStore, Trial
 
 BEST_JSON = "best.json"
 TRIALS_CSV = "trials.csv"
@@ -55,12 +54,22 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def save_weights(model: nn.Module, run_dir: Path) -> Path:
-    """Save the model's state dict as safetensors in `run_dir`."""
+def save_weights(model: nn.Module, run_dir: Path, *, trial_id: int) -> Path:
+    """Save the model's state dict as safetensors in `run_dir`, tagged with the trial it comes from."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     path = Path(run_dir) / WEIGHTS
-    write_atomic(path, safetensors_bytes(state))
+    write_atomic(path, safetensors_bytes(state, metadata={"trial_id": str(trial_id)}))
     return path
+
+
+def weights_trial_id(run_dir: Path) -> int | None:
+    """The trial whose weights `run_dir` holds (None when there are none)."""
+    path = Path(run_dir) / WEIGHTS
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as handle:
+        trial_id = (handle.metadata() or {}).get("trial_id", "")
+    return int(trial_id) if trial_id.isdigit() else None
 
 
 def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -126,14 +135,24 @@ class SearchResult:
     model: nn.Module
     settings: dict[str, Any]
     baselines: dict[str, Any]
+    state: str
+    reason: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """False when the search stopped early (a budget, Ctrl-C); `deepncheap.resume` continues it."""
+        return self.state == "finished"
 
 
 def load_run(run_dir: str | Path) -> SearchResult:
-    """The result of a finished run: best.json, and the best model rebuilt with its saved weights."""
+    """The result of a run: best.json (the best trial when the search finished or stopped), the best model
+    rebuilt with its saved weights, and the run's state from its store."""
     run_dir = Path(run_dir)
     path = run_dir / BEST_JSON
     if not path.is_file():
-        raise OutputError(f"{run_dir} has no {BEST_JSON} (the search has not finished); run the search")
+        raise OutputError(f"{run_dir} has no {BEST_JSON} (no search has finished there); run or resume the search")
+    with RunStore.open(run_dir) as store:
+        state = store.state
     record = json.loads(path.read_text())
     data = record["settings"]["data"]
     model = build_model(record["config"], tuple(data["input_shape"]), int(data["num_outputs"]))
@@ -148,32 +167,6 @@ def load_run(run_dir: str | Path) -> SearchResult:
         model=model,
         settings=record["settings"],
         baselines=record["baselines"],
+        state=state["state"],
+        reason=state["reason"],
     )
-
-
-def default_run_name(data_name: str, network: str) -> Path:
-    """runs/<data>-<network>-<timestamp>."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", data_name).strip("._") or "data"
-    return Path("runs") / f"{safe}-{network}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-
-
-def prepare_run_dir(out: str | Path | None, default: Path) -> Path:
-    """Create the run directory (refusing one that already holds a run) and check it is writable."""
-    run_dir = Path(out).expanduser() if out is not None else default
-    if out is None:
-        suffix = 1
-        while run_dir.exists():
-            suffix += 1
-            run_dir = default.with_name(f"{default.name}-{suffix}")
-    if (run_dir / STORE_NAME).exists():
-        raise OutputError(f"{run_dir} already holds a search; choose another --out")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(
-            f"cannot write to output directory {run_dir} ({exc.strerror or exc}); choose a writable --out"
-        ) from None
-    return run_dir

@@ -1,13 +1,16 @@
-"""The `dnc` command: `dnc search` and `dnc show`.
+"""The `dnc` command: `dnc search`, `dnc resume` and `dnc show`.
 
-Errors are one line on stderr (`dnc: error: <what is wrong>; <how to fix it>`) with exit status 2 for bad
-input, 1 for an unexpected internal error (traceback only with --debug) and 130 for Ctrl-C.
+Exit status: 0 finished or stopped by a budget (resumable), 2 bad input (one line on stderr:
+`dnc: error: <what is wrong>; <how to fix it>`), 1 an unexpected internal error (traceback only with
+--debug), 130 stopped by Ctrl-C or SIGTERM (resumable). The first Ctrl-C/SIGTERM stops the search at the
+end of the current epoch, after recording its state; a second one stops at once (the store stays intact).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import traceback
@@ -63,10 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wc", type=float, default=0.1, help="complexity weight w_c >= 0 (default: 0.1)")
     s.add_argument("--penalty", default="time", help=f"{' | '.join(PENALTIES)} (default: time)")
     s.add_argument("--method", default="dnc", help=f"{' | '.join(METHODS)} (default: dnc, Deep-n-Cheap's three stages)")
-    s.add_argument(
-        "--max-trials",
-        type=int,
-        help=f"cap on trainings over the whole search (default: stage budgets for dnc, {DEFAULT_MAX_TRIALS} otherwise)",
+    _budget_options(
+        s, f"cap on trainings over the whole search (default: stage budgets for dnc, {DEFAULT_MAX_TRIALS} otherwise)"
     )
     s.add_argument("--prior-points", type=int, default=15, help="Sobol prior points per BO stage (default: 15)")
     s.add_argument("--bo-steps", type=int, default=15, help="BO steps per BO stage (default: 15)")
@@ -80,13 +81,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     s.add_argument("--threads", type=int, help="torch CPU threads (default: torch's default)")
     s.add_argument("--out", help="run directory (default: runs/<data>-<network>-<timestamp>)")
-    s.add_argument("--quiet", action="store_true", help="no progress display")
-    s.add_argument("--debug", action="store_true", help="show library warnings and tracebacks")
+    s.add_argument("--overwrite", action="store_true", help="replace the run already in --out (its trials are lost)")
+    _output_options(s)
 
-    show = commands.add_parser("show", help="show a run's trials and best config")
+    r = commands.add_parser(
+        "resume",
+        help="continue a stopped or killed search",
+        description="Continue the search of a run directory with its stored settings; no finished trial is retrained.",
+    )
+    r.add_argument("run", help="run directory")
+    r.add_argument("--data", help="the same data again, where the search ran on arrays or its file moved")
+    _budget_options(r, "new cap on trainings over the whole search (default: the stored one)")
+    _output_options(r)
+
+    show = commands.add_parser("show", help="show a run's trials, best config and state (also while it runs)")
     show.add_argument("run", help="run directory")
     show.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+def _budget_options(parser: argparse.ArgumentParser, max_trials_help: str) -> None:
+    parser.add_argument("--max-trials", type=int, help=max_trials_help)
+    parser.add_argument(
+        "--time-budget",
+        help="stop after the trial in progress once this much time is spent: seconds, or e.g. 30m, 2h "
+        "(resumable; default: none)",
+    )
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--debug", action="store_true", help="show library warnings and tracebacks")
 
 
 def _run_search(args: argparse.Namespace) -> None:
@@ -115,7 +140,18 @@ def _run_search(args: argparse.Namespace) -> None:
         candidates=args.candidates,
         bo_mode=args.bo_mode,
         out=args.out,
+        overwrite=args.overwrite,
+        time_budget=args.time_budget,
         verbose=not args.quiet,
+    )
+    print(format_result(result))
+
+
+def _run_resume(args: argparse.Namespace) -> None:
+    from deepncheap.search import resume
+
+    result = resume(
+        args.run, data=args.data, max_trials=args.max_trials, time_budget=args.time_budget, verbose=not args.quiet
     )
     print(format_result(result))
 
@@ -141,15 +177,26 @@ def format_result(result: Any) -> str:
             f"objective: {m['objective']:+.4f} (f_p {m['f_p']:.4g}, f_c {m['f_c']:.4g})",
             f"run directory: {result.run_dir}  (best.json, trials.csv, best_model.safetensors, store.sqlite)",
         ]
+        + ([] if result.finished else [f"stopped by {result.reason}; continue with: dnc resume {result.run_dir}"])
     )
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    """Ctrl-C: ask the search to stop (the trainer checks at each epoch end) and interrupt at once."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _request_stop(signum: int, frame: object) -> None:
+    """First Ctrl-C/SIGTERM: ask the search to stop at the next epoch end (the trainer and the runner check
+    the flag); a second one: stop at once."""
     from deepncheap.train import STOP_REQUESTED
 
+    if STOP_REQUESTED.is_set():
+        raise KeyboardInterrupt
     STOP_REQUESTED.set()
-    raise KeyboardInterrupt
+    os.write(
+        2,
+        b"dnc: stopping at the end of this epoch (the running trial runs again on resume); "
+        b"press Ctrl-C again to stop at once\n",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -160,20 +207,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if not args.debug:
         warnings.simplefilter("ignore")
-    previous_handler = signal.getsignal(signal.SIGINT)
+    previous_handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     try:
-        if args.command == "search":
-            signal.signal(signal.SIGINT, _interrupt)
-            _run_search(args)
-        else:
+        if args.command == "show":
             from deepncheap.report import show_run
 
             show_run(args.run)
+            return 0
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, _request_stop)
+        if args.command == "search":
+            _run_search(args)
+        else:
+            _run_resume(args)
     except DNCError as exc:
         print(f"dnc: error: {exc}", file=sys.stderr)
         return exc.exit_status
-    except KeyboardInterrupt:
-        print("dnc: interrupted; the trials finished so far are in the run's store.sqlite", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        run_dir = getattr(exc, "run_dir", None)
+        resumable = f"; continue with: dnc resume {run_dir}" if run_dir else ""
+        print(f"dnc: interrupted; every finished trial is stored{resumable}", file=sys.stderr)
         return 130
     except Exception as exc:
         if args.debug:
@@ -184,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        for stop_signal, handler in previous_handlers.items():
+            signal.signal(stop_signal, handler)
     return 0
 
 

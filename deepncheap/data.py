@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,16 @@ class Dataset:
             "n_test": len(self.y_test),
             "target_mean": self.target_mean,
             "target_std": self.target_std,
+            "fingerprint": self.fingerprint(),
         }
+
+    def fingerprint(self) -> str:
+        """A hash of the prepared training and validation arrays: a resumed search checks it sees the same data."""
+        digest = hashlib.blake2b(digest_size=16)
+        for array in (self.x_train, self.y_train, self.x_val, self.y_val):
+            digest.update(str((array.shape, array.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(array).data)
+        return digest.hexdigest()
 
 
 def load_dataset(

@@ -32,3 +32,11 @@ class SearchFailedError(DNCError):
     """The search ran but produced no usable trial (every trial failed)."""
 
     exit_status = 1
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the search after recording its state; `deepncheap.resume(run_dir)` continues it."""
+
+    def __init__(self, run_dir: object):
+        super().__init__(f"search interrupted; continue it with 'dnc resume {run_dir}'")
+        self.run_dir = run_dir

@@ -82,9 +82,11 @@ class SearchProgress:
         if self.enabled:
             self.console.print(text, markup=False, soft_wrap=True)
 
-    def trial_finished(self, trial: Trial, best: Trial | None) -> None:
+    def trial_finished(self, trial: Trial, best: Trial | None, *, replayed: bool = False) -> None:
+        """Advance by one trial; a trial taken from the store on resume (`replayed`) prints no line."""
         self._done += 1
-        self.note(f"trial {self._done}/{self.total} ({trial.stage}) #{trial.trial_id}  {describe_trial(trial)}")
+        if not replayed:
+            self.note(f"trial {self._done}/{self.total} ({trial.stage}) #{trial.trial_id}  {describe_trial(trial)}")
         if self._progress is not None and self._task is not None:
             best_text = f"best {best.objective:+.4f} (#{best.trial_id})" if best and best.objective is not None else ""
             self._progress.update(self._task, advance=1, best=best_text)

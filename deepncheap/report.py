@@ -10,6 +10,7 @@ from rich.table import Table
 
 from deepncheap.errors import OutputError
 from deepncheap.progress import human_count
+from deepncheap.rundir import holder_pid
 from deepncheap.store import STAGES, STORE_NAME, RunStore, Trial
 
 
@@ -77,12 +78,14 @@ def show_run(run_dir: str | Path, console: Console | None = None) -> None:
         settings = store.settings
         trials = store.trials()
         best = store.best_trial()
+        state = store.state
     counts = {s: sum(t.status == s for t in trials) for s in sorted({t.status for t in trials})}
     console.print(
         f"run {run_dir}: {settings['data']['name']} {settings['network']} w_c={settings['wc']} "
         f"penalty={settings['penalty']} method={settings['method']} epochs={settings['epochs']} "
         f"seed={settings['seed']}; trials: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none yet")
     )
+    console.print(f"state: {describe_state(state, holder_pid(Path(run_dir)), run_dir)}")
     console.print(trials_table(trials))
     if best is None:
         console.print("no complete trial yet")
@@ -96,6 +99,19 @@ def show_run(run_dir: str | Path, console: Console | None = None) -> None:
         if stage_best is not None:
             console.print(f"best {stage}: {describe_best(stage_best)}")
     console.print(f"best overall: {describe_best(best)}")
+
+
+def describe_state(state: dict[str, Any], pid: int | None, run_dir: str | Path) -> str:
+    """Where the run stands: running (in which process), finished, or stopped and how to continue it."""
+    name, reason = state["state"], state.get("reason")
+    if pid is not None:
+        return f"running (pid {pid})"
+    resume = f"continue with: dnc resume {run_dir}"
+    if name == "running":  # recorded as running, yet no process holds the run: its driver was killed
+        return f"not running (its process ended without stopping; killed?); {resume}"
+    if name in ("stopped", "interrupted"):
+        return f"{name} by {reason}; {resume}"
+    return f"{name} ({reason})" if reason else name
 
 
 def describe_best(trial: Trial) -> str:

@@ -99,9 +99,38 @@ class SearchSettings:
             return DEFAULT_MAX_TRIALS
         return self.max_trials
 
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any], **changes: Any) -> SearchSettings:
+        """The settings a run was stored with (`RunStore.settings`), with `changes` applied. The stored
+        `space` is the whole space (rebuilt by `SearchSpace.from_dict`), so no overrides are carried here."""
+        values = {f.name: stored[f.name] for f in fields(cls) if f.name in stored}
+        values["space"] = None
+        if values.get("image_shape"):
+            values["image_shape"] = tuple(values["image_shape"])
+        return cls.from_options(**(values | changes))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form, stored with the run."""
         values = asdict(self)
         values["image_shape"] = list(self.image_shape) if self.image_shape else None
-        values["data_dir"] = str(Path(self.data_dir)) if self.data_dir else None
+        values["data_dir"] = str(Path(self.data_dir).expanduser().resolve()) if self.data_dir else None
         return values
+
+
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | float | int | None) -> float | None:
+    """Seconds from a number of seconds or a text such as '90', '90s', '30m', '1.5h', '2d' (None: no limit)."""
+    if value is None:
+        return None
+    if is_number(value):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*", str(value).lower())
+        if not match:
+            raise SettingsError(f"invalid time budget '{value}'; give seconds or a duration such as 30m or 2h")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise SettingsError(f"the time budget must be positive, got {value!r}; e.g. --time-budget 30m")
+    return seconds

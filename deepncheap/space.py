@@ -104,6 +104,11 @@ class SearchSpace:
         """JSON-safe form, stored with the run."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> SearchSpace:
+        """The space `to_dict` stored."""
+        return cls.create(values["network"], {k: v for k, v in values.items() if k != "network"})
+
     @property
     def max_layers(self) -> int:
         return self.num_conv_layers[1] if self.network == "cnn" else self.num_hidden_layers[1]

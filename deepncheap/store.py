@@ -1,7 +1,9 @@
 """The run store: one SQLite file (WAL) per run, the source of truth of a search.
 
-It holds the run's settings and baselines, and one row per trial, written `running` when the trial starts
-and completed (`complete` / `failed`) when it ends. Only the search driver writes; readers open it read-only.
+It holds the run's settings, baselines and state (`running`, `stopped`, `interrupted`, `failed`, `finished`),
+and one row per trial, written `running` when the trial starts and completed (`complete` / `failed` /
+`interrupted`) when it ends, each in its own transaction: a SIGKILL at any moment loses at most the trial in
+flight. Only the search driver writes; readers open it read-only. Resuming = reopening the store.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 STORE_NAME = "store.sqlite"
 SCHEMA_VERSION = 1
 STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
+RUN_STATES = ("running", "stopped", "interrupted", "failed", "finished")
 STAGES = ("joint", "core", "advanced", "training")  # `joint`: random/Sobol search over every hyperparameter
 # Measurement columns of a trial row, in trials.csv order.
 METRIC_COLUMNS = (
@@ -150,6 +153,16 @@ class RunStore:
     def settings(self) -> dict[str, Any]:
         return dict(self.get("settings", {}))
 
+    @property
+    def state(self) -> dict[str, Any]:
+        """{"state": one of RUN_STATES, "reason": why it stopped or None, "updated_at": time}."""
+        return dict(self.get("state", {"state": "running", "reason": None, "updated_at": None}))
+
+    def set_state(self, state: str, reason: str | None = None) -> None:
+        if state not in RUN_STATES:
+            raise ValueError(f"unknown run state {state}")
+        self.put("state", {"state": state, "reason": reason, "updated_at": time.time()})
+
     # --- trials ---------------------------------------------------------------------------------------
     def start_trial(self, *, stage: str, stage_index: int, config: dict[str, Any]) -> int:
         """Write a `running` row and return its trial_id."""
@@ -184,6 +197,14 @@ class RunStore:
                 f"UPDATE trials SET {', '.join(f'{c} = ?' for c in columns)} WHERE trial_id = ?",
                 (*values, trial_id),
             )
+
+    def mark_interrupted(self) -> int:
+        """Mark the trials left `running` by a driver that died as `interrupted`; returns how many."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE trials SET status = 'interrupted', finished_at = ? WHERE status = 'running'", (time.time(),)
+            )
+        return cursor.rowcount
 
     def trials(self, *, status: str | None = None) -> list[Trial]:
         """All trials in trial_id order (optionally only those with `status`)."""
