@@ -2,7 +2,7 @@
 accuracy against cost (the Deep-n-Cheap method)."""
 
 from deepncheap.errors import DataError, DNCError, OutputError, SearchFailedError, SettingsError, SpaceError
-from deepncheap.search import SearchResult, load_run, search
+from deepncheap.search import SearchResult, load_run, resume, search
 from deepncheap.space import SearchSpace
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "SettingsError",
     "SpaceError",
     "load_run",
+    "resume",
     "search",
 ]
 __version__ = "0.1.0"

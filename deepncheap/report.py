@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,8 @@ def trials_table(trials: list[Trial], *, title: str = "trials") -> Table:
 
 def show_run(run_dir: str | Path, console: Console | None = None) -> None:
     """Print the run's settings line, its trials and its best trial."""
-    console = console or Console()
+    # Piped output (a file, a pager, another program) gets whole lines and a table wide enough to read.
+    console = console or Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
     with open_run(run_dir) as store:
         settings = store.settings
         trials = store.trials()

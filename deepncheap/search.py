@@ -89,9 +89,13 @@ def resume(
     time_budget_s = parse_duration(time_budget)
     with rundir.existing_run(run_dir) as path, RunStore.open(path, readonly=False) as store:
         stored = store.settings
-        progress_enabled = verbose
+        if "space" not in stored:
+            raise OutputError(
+                f"{path} holds no search settings (the search was killed while creating its store); "
+                f"start it again with dnc search --out {path} --overwrite"
+            )
         if store.state["state"] == "finished" and max_trials is None:
-            if progress_enabled:
+            if verbose:
                 SearchProgress(0).note(f"the search in {path} has already finished; nothing to resume")
             return load_run(path)
         changes = {} if max_trials is None else {"max_trials": max_trials}
@@ -372,7 +376,7 @@ class TrialRunner:
     run_dir: Path
     progress: SearchProgress
     finished: dict[tuple[str, int], Trial] = field(default_factory=dict)
-    deadline: float | None = None  # time.monotonic() after which no trial starts (--time-budget)
+    deadline: float | None = None  # time.monotonic() after which no trial starts once one is complete
     best: Trial | None = None
     count: int = 0
 
@@ -391,8 +395,8 @@ class TrialRunner:
                 )
             trial = stored
         else:
-            if self.deadline is not None and time.monotonic() >= self.deadline:
-                raise BudgetReached("--time-budget")
+            if self.deadline is not None and self.best is not None and time.monotonic() >= self.deadline:
+                raise BudgetReached("--time-budget")  # (only once there is a result to return)
             if STOP_REQUESTED.is_set():
                 raise KeyboardInterrupt
             trial = self._record(config, stage=stage, index=index)

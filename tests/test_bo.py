@@ -134,3 +134,14 @@ def test_default_mode_standardizes_objectives():
     assert np.allclose(ei, expected, atol=1e-7)
     # shifting and scaling the objectives does not change the default proposal
     assert bo.propose(obs, 5 * y + 2, cand, terms)[0] == bo.propose(obs, y, cand, terms)[0]
+
+
+def test_failed_trials_reach_the_gp_as_the_worst_objective():
+    from deepncheap.search import observed_objectives
+    from deepncheap.store import Trial
+
+    def trial(status, objective):
+        return Trial(1, "core", 0, status, {}, objective, *[None] * 8, [], None, None, 0.0, None)
+
+    values = observed_objectives([trial("complete", -1.0), trial("failed", None), trial("complete", -0.5)])
+    assert values.tolist() == [-1.0, -0.5, -0.5] and np.isfinite(values).all()

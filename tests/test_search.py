@@ -266,3 +266,78 @@ def test_dnc_cnn_grid_sub_stages(tmp_path):
     assert len(advanced) <= 1 + 1 + 1 + 1
     assert len({json.dumps(t.config, sort_keys=True) for t in advanced}) == len(advanced)
     assert [t.stage_index for t in advanced] == list(range(len(advanced)))
+
+
+def failing_build(monkeypatch, should_fail, error):
+    """Make building some configs raise `error` (an injected fault: a bug, CUDA or host out of memory)."""
+    import deepncheap.trial
+
+    build = deepncheap.trial.build_model
+
+    def build_or_fail(config, *args, **kwargs):
+        if should_fail(config):
+            raise error
+        return build(config, *args, **kwargs)
+
+    monkeypatch.setattr(deepncheap.trial, "build_model", build_or_fail)
+
+
+def show_output(run_dir, capsys):
+    from deepncheap.cli import main
+
+    capsys.readouterr()
+    assert main(["show", str(run_dir)]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("error", "recorded"),
+    [
+        (RuntimeError("injected failure"), "RuntimeError: injected failure"),
+        (
+            torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+            "out of memory (torch.OutOfMemoryError",
+        ),
+        (MemoryError(), "out of memory (MemoryError)"),
+    ],
+    ids=["exception", "cuda-oom", "host-oom"],
+)
+def test_failing_trials_are_isolated_in_a_dnc_search(tmp_path, monkeypatch, capsys, error, recorded):
+    """Wide core configs fail; the search goes on through every stage, the failures are in the store (error
+    text, no objective) and in `dnc show`, and the GP never sees NaN (it gets the stage's worst objective)."""
+    failing_build(monkeypatch, lambda config: max(config["hidden_nodes"], default=0) > 40, error)
+    result = mlp_search(tmp_path / "run", method="dnc", max_trials=None, prior_points=4, bo_steps=2)
+    with RunStore.open(result.run_dir) as store:
+        trials = store.trials()
+    failed = [t for t in trials if t.status == "failed"]
+    assert failed and all(t.stage == "core" and recorded in t.error and t.objective is None for t in failed)
+    assert {t.stage for t in trials if t.status == "complete"} == {"core", "advanced", "training"}
+    assert max(result.best_config["hidden_nodes"], default=0) <= 40
+    shown = show_output(result.run_dir, capsys)
+    assert f"{len(failed)} failed" in shown and recorded.split(" (")[0] in shown
+
+
+def test_diverging_trials_in_a_bo_stage_do_not_stop_it(tmp_path, capsys):
+    result = mlp_search(
+        tmp_path / "run",
+        method="dnc",
+        max_trials=None,
+        prior_points=4,
+        bo_steps=3,
+        space=dict(FAST_MLP, lr=[1e-3, 1e37]),
+    )
+    with RunStore.open(result.run_dir) as store:
+        training = store.trials()[-7:]
+    assert all(t.stage == "training" for t in training)
+    assert any(t.status == "failed" and "TrialDiverged" in t.error for t in training)
+    assert any(t.status == "complete" for t in training)
+    assert "TrialDiverged" in show_output(result.run_dir, capsys)
+
+
+def test_every_prior_point_failing_stops_the_dnc_search_with_a_clear_error(tmp_path, monkeypatch):
+    failing_build(monkeypatch, lambda config: True, RuntimeError("broken"))
+    with pytest.raises(SearchFailedError, match="every prior point of the core stage failed"):
+        mlp_search(tmp_path / "run", method="dnc", max_trials=None, prior_points=3, bo_steps=2)
+    with RunStore.open(tmp_path / "run") as store:
+        assert [t.status for t in store.trials()] == ["failed"] * 3
+        assert store.state["state"] == "failed"

@@ -2,7 +2,7 @@ import pytest
 
 import deepncheap
 from deepncheap.errors import DNCError, SettingsError
-from deepncheap.settings import DEFAULT_EPOCHS, SearchSettings
+from deepncheap.settings import DEFAULT_EPOCHS, SearchSettings, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,16 @@ def test_defaults_and_stored_form():
     assert SearchSettings.from_options(method="sobol", max_trials=7).trial_budget == 7
     stored = settings.to_dict()
     assert stored["network"] == "mlp" and stored["image_shape"] == [1, 8, 8] and stored["space"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), (90, 90), ("90s", 90), ("30m", 1800), ("1.5h", 5400), ("2h", 7200), ("1d", 86400)]
+)
+def test_time_budget_parsing(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "2 hours", "-5", "0", "0m", "h", "1e400"])
+def test_invalid_time_budgets_are_refused(text):
+    with pytest.raises(SettingsError, match="time budget"):
+        parse_duration(text)
