@@ -71,7 +71,7 @@ def search(
             "space": space.to_dict(),
         }
         with RunStore.create(run_dir, stored) as store:
-            return _drive(store, run_dir, settings, space, dataset, device, time_budget_s, verbose)
+            return _drive(OpenRun(store, run_dir, settings, space, dataset, device), time_budget_s, verbose)
 
 
 def resume(
@@ -108,20 +108,24 @@ def resume(
         _check_same_data(dataset, stored["data"], path)
         torch.set_num_threads(int(stored["threads"]))
         store.mark_interrupted()
-        return _drive(store, path, settings, space, dataset, device, time_budget_s, verbose)
+        return _drive(OpenRun(store, path, settings, space, dataset, device), time_budget_s, verbose)
 
 
-def _drive(
-    store: RunStore,
-    run_dir: Path,
-    settings: SearchSettings,
-    space: SearchSpace,
-    dataset: Dataset,
-    device: torch.device,
-    time_budget_s: float | None,
-    verbose: bool,
-) -> SearchResult:
+@dataclass(frozen=True)
+class OpenRun:
+    """A run being driven: its open store and directory, and what the search works on."""
+
+    store: RunStore
+    run_dir: Path
+    settings: SearchSettings
+    space: SearchSpace
+    dataset: Dataset
+    device: torch.device
+
+
+def _drive(run: OpenRun, time_budget_s: float | None, verbose: bool) -> SearchResult:
     """Run (or go on with) the method on an open store, record how it ended and write the outputs."""
+    store, run_dir, settings, space = run.store, run.run_dir, run.settings, run.space
     started = time.monotonic()
     STOP_REQUESTED.clear()
     store.set_state("running")
@@ -129,7 +133,7 @@ def _drive(
         progress.note(f"run directory: {run_dir}")
         runner: TrialRunner | None = None
         try:
-            runner = _trial_runner(store, run_dir, settings, space, dataset, device, progress)
+            runner = _trial_runner(run, progress)
             if time_budget_s is not None:
                 runner.deadline = started + time_budget_s
             if settings.method == "dnc":
@@ -161,29 +165,22 @@ def _drive(
     return load_run(run_dir)
 
 
-def _trial_runner(
-    store: RunStore,
-    run_dir: Path,
-    settings: SearchSettings,
-    space: SearchSpace,
-    dataset: Dataset,
-    device: torch.device,
-    progress: SearchProgress,
-) -> TrialRunner:
+def _trial_runner(run: OpenRun, progress: SearchProgress) -> TrialRunner:
     """The runner of a search: data on the device, the baselines (stored, or measured now), and the trials
     a previous driver finished."""
-    data = DeviceData.from_dataset(dataset, device)
+    store, settings, dataset = run.store, run.settings, run.dataset
+    data = DeviceData.from_dataset(dataset, run.device)
     baselines = store.get("baselines")
     if baselines is None:
         if settings.penalty == "time":
             progress.note(f"measuring the time baseline ({BASELINE_EPOCHS} epochs of the space's reference config)")
-        measured = measure_baselines(space, dataset, data, penalty=settings.penalty, seed=settings.seed)
+        measured = measure_baselines(run.space, dataset, data, penalty=settings.penalty, seed=settings.seed)
         store.put("baselines", measured.to_dict())
         progress.note(f"baselines: {measured.describe()}")
         baselines = measured.to_dict()
     finished = {(t.stage, t.stage_index): t for t in store.trials() if t.status in ("complete", "failed")}
     if finished:
-        rerun = len(store.trials(status="interrupted"))
+        rerun = len({(t.stage, t.stage_index) for t in store.trials(status="interrupted")} - set(finished))
         progress.note(
             f"resuming: {len(finished)} finished trials taken from the store, none trained again"
             + (f"; {rerun} interrupted trial(s) run again" if rerun else "")
@@ -196,7 +193,7 @@ def _trial_runner(
         scorer=Scorer(
             dataset=dataset, penalty=settings.penalty, wc=float(settings.wc), baselines=Baselines.from_dict(baselines)
         ),
-        run_dir=run_dir,
+        run_dir=run.run_dir,
         progress=progress,
         finished=finished,
     )
