@@ -9,20 +9,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from deepncheap.errors import OutputError
 from deepncheap.progress import human_count
-from deepncheap.rundir import holder_pid
-from deepncheap.store import STAGES, STORE_NAME, RunStore, Trial
+from deepncheap.rundir import check_run, holder_pid
+from deepncheap.store import STAGES, RunStore, Trial
 
 
 def open_run(run_dir: str | Path) -> RunStore:
     """The run's store, read-only; OutputError when `run_dir` is not a run."""
-    try:
-        return RunStore.open(Path(run_dir), readonly=True)
-    except FileNotFoundError:
-        raise OutputError(
-            f"{run_dir} is not a run (it has no {STORE_NAME}); give a directory made by dnc search"
-        ) from None
+    check_run(Path(run_dir))
+    return RunStore.open(Path(run_dir), readonly=True)
 
 
 def summarize_config(config: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from deepncheap.errors import OutputError
-from deepncheap.store import STORE_NAME
+from deepncheap.store import STORE_NAME, IncompleteStore, RunStore
 
 LOCK_NAME = ".lock"
 # The files a search writes; `overwrite` removes these and nothing else the user may keep in the folder.
@@ -68,12 +68,26 @@ def new_run(out: str | Path | None, default: Path, *, overwrite: bool = False) -
 def existing_run(run_dir: str | Path) -> Iterator[Path]:
     """Claim the run directory of an existing search (to resume it); OutputError when it is not a run."""
     run_dir = Path(run_dir).expanduser()
-    if not is_run(run_dir):
-        raise OutputError(f"{run_dir} is not a run (it has no {STORE_NAME}); give a directory made by dnc search")
+    check_run(run_dir)
     with claimed(run_dir):
         for stale in run_dir.glob(".*.tmp"):  # half-written outputs of a killed driver
             stale.unlink(missing_ok=True)
         yield run_dir
+
+
+def check_run(run_dir: Path) -> None:
+    """OutputError when `run_dir` holds no store, or one whose creation was cut short."""
+    try:
+        RunStore.open(run_dir).close()
+    except FileNotFoundError:
+        raise OutputError(
+            f"{run_dir} is not a run (it has no {STORE_NAME}); give a directory made by dnc search"
+        ) from None
+    except IncompleteStore:
+        raise OutputError(
+            f"{run_dir} holds no search settings (the search was killed while creating its store); "
+            f"start it again with dnc search --out {run_dir} --overwrite"
+        ) from None
 
 
 @contextmanager

@@ -89,11 +89,6 @@ def resume(
     time_budget_s = parse_duration(time_budget)
     with rundir.existing_run(run_dir) as path, RunStore.open(path, readonly=False) as store:
         stored = store.settings
-        if "space" not in stored:
-            raise OutputError(
-                f"{path} holds no search settings (the search was killed while creating its store); "
-                f"start it again with dnc search --out {path} --overwrite"
-            )
         if store.state["state"] == "finished" and max_trials is None:
             if verbose:
                 SearchProgress(0).note(f"the search in {path} has already finished; nothing to resume")

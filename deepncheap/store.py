@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS trials (
 """
 
 
+class IncompleteStore(Exception):
+    """The store file exists but its creation never finished (the search was killed at its very start)."""
+
+
 @dataclass(frozen=True)
 class Trial:
     """One stored trial (a row of `trials`, with JSON columns decoded)."""
@@ -115,11 +119,21 @@ class RunStore:
 
     @classmethod
     def open(cls, run_dir: Path, *, readonly: bool = True) -> RunStore:
-        """Open the store of an existing run; FileNotFoundError when `run_dir` holds none."""
+        """Open the store of an existing run; FileNotFoundError when `run_dir` holds none, IncompleteStore
+        when its driver died while creating it (before the settings were committed)."""
         path = Path(run_dir) / STORE_NAME
         if not path.is_file():
             raise FileNotFoundError(path)
-        return cls(_connect(path, readonly=readonly), path)
+        store = cls(_connect(path, readonly=readonly), path)
+        try:
+            tables = {row[0] for row in store._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            complete = {"run", "trials"} <= tables and store.get("settings") is not None
+        except sqlite3.DatabaseError:  # not even a database: a file cut short at creation
+            complete = False
+        if not complete:
+            store.close()
+            raise IncompleteStore(path)
+        return store
 
     def close(self) -> None:
         self._db.close()

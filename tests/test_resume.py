@@ -343,3 +343,22 @@ def test_a_run_in_use_cannot_be_resumed_twice(tmp_path):
     busy = f"in use by another dnc process \\(pid {os.getpid()}\\)"
     with existing_run(result.run_dir), pytest.raises(OutputError, match=busy):
         deepncheap.resume(result.run_dir, verbose=False)
+
+
+@pytest.mark.parametrize("content", ["empty", "tables-only"])
+def test_a_store_cut_short_at_creation_is_refused_with_the_fix(tmp_path, capsys, content):
+    """A search killed while creating its store leaves a file without settings; resume and show say how to
+    start over, and --overwrite does."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "store.sqlite").write_bytes(b"")
+    if content == "tables-only":
+        db = sqlite3.connect(run / "store.sqlite")
+        db.executescript("CREATE TABLE run (key TEXT PRIMARY KEY, value TEXT NOT NULL); CREATE TABLE trials (x);")
+        db.close()
+    for command in (["resume", str(run)], ["show", str(run)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "killed while creating its store" in err and f"dnc search --out {run} --overwrite" in err
+    argv = ["search", "--network", "mlp", "--method", "random", "--max-trials", "1", "--epochs", "1", "--quiet"]
+    assert main([*argv, "--out", str(run), "--overwrite"]) == 0
