@@ -31,6 +31,7 @@ from deepncheap.models import architecture_key, build_model
 from deepncheap.objective import Baselines, complexity, objective, performance_error
 from deepncheap.progress import SearchProgress
 from deepncheap.settings import SearchSettings, parse_duration
+from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
 from deepncheap.space import GRID_SUB_STAGES, SearchSpace, derive_seed
 from deepncheap.store import RunStore, Trial
 from deepncheap.train import STOP_REQUESTED, DeviceData
@@ -227,6 +228,8 @@ def _source_name(data: Any) -> str:
     """How the run records its data source: a built-in name, an absolute file path, or 'arrays'."""
     if not isinstance(data, (str, Path)):
         return "arrays"
+    if str(data) in BUILTIN_DATASETS or str(data) in FILE_DATASETS:
+        return str(data)
     path = Path(data).expanduser()
     return str(path.resolve()) if path.exists() else str(data)
 

@@ -362,3 +362,17 @@ def test_a_store_cut_short_at_creation_is_refused_with_the_fix(tmp_path, capsys,
         assert "killed while creating its store" in err and f"dnc search --out {run} --overwrite" in err
     argv = ["search", "--network", "mlp", "--method", "random", "--max-trials", "1", "--epochs", "1", "--quiet"]
     assert main([*argv, "--out", str(run), "--overwrite"]) == 0
+
+
+def test_a_file_search_resumes_from_another_directory(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "set.npz", xtr=x, ytr=y, xte=x[:20], yte=y[:20])
+    monkeypatch.chdir(tmp_path / "data")
+    stopped = deepncheap.search(out=tmp_path / "run", **mlp_options(data="set.npz", max_trials=1))
+    assert stopped.settings["data_source"] == str(tmp_path / "data" / "set.npz")
+    monkeypatch.chdir(tmp_path)
+    resumed = deepncheap.resume(tmp_path / "run", max_trials=2, verbose=False)
+    assert len(complete_set(resumed.run_dir)) == 2
