@@ -84,6 +84,9 @@ def check_run(run_dir: Path) -> None:
             f"{run_dir} is not a run (it has no {STORE_NAME}); give a directory made by dnc search"
         ) from None
     except IncompleteStore:
+        pid = holder_pid(run_dir)
+        if pid is not None:
+            raise OutputError(f"{run_dir} is being created by dnc process {pid}; try again in a moment") from None
         raise OutputError(
             f"{run_dir} holds no search settings (the search was killed while creating its store); "
             f"start it again with dnc search --out {run_dir} --overwrite"

@@ -164,7 +164,7 @@ def test_ctrl_c_stops_with_130_and_records_the_running_trial(tmp_path):
     import signal
     import time
 
-    from deepncheap.store import RunStore
+    from deepncheap.store import IncompleteStore, RunStore
 
     run = tmp_path / "run"
     command = [
@@ -188,10 +188,12 @@ def test_ctrl_c_stops_with_130_and_records_the_running_trial(tmp_path):
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
-            if (run / "store.sqlite").exists():
+            try:
                 with RunStore.open(run) as store:
                     if any(t.status == "running" for t in store.trials()):
                         break
+            except (FileNotFoundError, IncompleteStore):  # not created yet, or being created
+                pass
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)

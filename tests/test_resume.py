@@ -18,7 +18,7 @@ import deepncheap
 from deepncheap.artifacts import weights_trial_id
 from deepncheap.cli import main
 from deepncheap.errors import DataError, OutputError
-from deepncheap.store import RunStore
+from deepncheap.store import IncompleteStore, RunStore
 
 DNC = str(Path(sys.executable).parent / "dnc")
 MLP_SPACE = "num_hidden_layers: [1, 2]\nhidden_nodes: [20, 64]\nbatch_size: [64, 256]\nlr: [0.001, 0.03]\n"
@@ -189,10 +189,12 @@ def start(args):
 def wait_for_running_trial(run, process, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
-        if (run / "store.sqlite").exists():
+        try:
             with RunStore.open(run) as store:
                 if any(t.status == "running" for t in store.trials()):
                     return
+        except (FileNotFoundError, IncompleteStore):  # not created yet, or being created
+            pass
         time.sleep(0.1)
     raise AssertionError("no trial started")
 
