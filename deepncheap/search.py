@@ -170,7 +170,9 @@ def _trial_runner(run: OpenRun, progress: SearchProgress) -> TrialRunner:
     if baselines is None:
         if settings.penalty == "time":
             progress.note(f"measuring the time baseline ({BASELINE_EPOCHS} epochs of the space's reference config)")
+        start = time.perf_counter()
         measured = measure_baselines(run.space, dataset, data, penalty=settings.penalty, seed=settings.seed)
+        store.put("baseline_wall_s", time.perf_counter() - start)  # kept apart from the search's own overhead
         store.put("baselines", measured.to_dict())
         progress.note(f"baselines: {measured.describe()}")
         baselines = measured.to_dict()
