@@ -269,8 +269,11 @@ def run_joint(runner: TrialRunner, space: SearchSpace) -> None:
 
 
 def run_dnc(runner: TrialRunner, space: SearchSpace) -> None:
-    """Deep-n-Cheap: core architecture (BO) -> advanced architecture (grids) -> training (BO)."""
-    core_best = run_bo_stage(runner, space, "core", base=None)
+    """Deep-n-Cheap: core architecture (BO) -> advanced architecture (grids) -> training (BO). In the default
+    mode the architecture stages train with lr 1e-2 and batch 64 (`space.architecture_stage_training`); in the
+    reference mode with the reference's defaults (lr 1e-3, batch 256)."""
+    reference = runner.settings.bo_mode == "reference"
+    core_best = run_bo_stage(runner, space, "core", base=None if reference else space.architecture_stage_training())
     advanced_best = run_grid_stage(runner, space, core_best)
     settings = runner.settings
     runner.progress.set_total(runner.count + settings.prior_points + settings.bo_steps)

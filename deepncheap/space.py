@@ -44,6 +44,11 @@ MLP_KEYS = ("network", "num_hidden_layers", "hidden_nodes", "drop_prob", "lr", "
 # Values used while a hyperparameter is not searched (the reference's defaults, SPEC §8).
 DEFAULT_LR = 1e-3
 DEFAULT_BATCH_SIZE = 256
+# Training hyperparameters of the architecture stages in our default mode (the reference's 1e-3 / 256 suit
+# 100 epochs on 50k samples; with few epochs on small sets they leave every network under-trained, e.g. 2
+# Adam steps per epoch on breast_cancer, and the core stage then ranks architectures on noise).
+ARCHITECTURE_STAGE_LR = 1e-2
+ARCHITECTURE_STAGE_BATCH_SIZE = 64
 DEFAULT_WEIGHT_DECAY = 0.0
 DEFAULT_CNN_INPUT_DROP = 0.1
 DEFAULT_CNN_DROP = 0.3
@@ -122,8 +127,8 @@ class SearchSpace:
     def decode(self, point: np.ndarray, *, stage: str = "joint", base: dict[str, Any] | None = None) -> dict[str, Any]:
         """Map a point of the unit cube [0, 1)^dimension(stage) to a valid config.
 
-        joint: every hyperparameter; core: the layers, everything else at its default; training: lr,
-        weight decay and batch size on top of `base` (the architecture found so far).
+        joint: every hyperparameter; core: the layers, everything else at its default or its value in `base`;
+        training: lr, weight decay and batch size on top of `base` (the architecture found so far).
         """
         if len(point) != self.dimension(stage):
             raise ValueError(f"expected a point of dimension {self.dimension(stage)}, got {len(point)}")
@@ -140,8 +145,8 @@ class SearchSpace:
         else:
             widths = [_int_at(w, *self.hidden_nodes) for w in units]
         config = self.default_config(depth=depth, widths=widths)
-        if stage == "core":
-            return config
+        if stage == "core":  # `base`: values of the other hyperparameters that replace their defaults
+            return config if base is None else {**config, **base}
         if self.network == "cnn":
             for key, choices in (
                 ("downsampling", self.downsampling),
@@ -230,6 +235,13 @@ class SearchSpace:
             np.array([sum(c["hidden_nodes"]) for c in configs], dtype=float),
             np.array([c["num_hidden_layers"] for c in configs], dtype=float),
         ]
+
+    def architecture_stage_training(self) -> dict[str, Any]:
+        """lr and batch size the architecture stages train with in the default mode (clipped to the space)."""
+        return {
+            "lr": _clip(ARCHITECTURE_STAGE_LR, self.lr),
+            "batch_size": int(_clip(ARCHITECTURE_STAGE_BATCH_SIZE, self.batch_size)),
+        }
 
     def default_config(self, *, depth: int, widths: list[int]) -> dict[str, Any]:
         """The config with the given layers and every other hyperparameter at its default."""

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 import deepncheap
 from deepncheap.data import load_dataset
 from deepncheap.errors import OutputError, SearchFailedError
+from deepncheap.space import SearchSpace
 from deepncheap.store import RunStore
 from deepncheap.train import DeviceData, evaluate
 
@@ -236,8 +237,10 @@ def test_dnc_stages_hand_over_their_best(tmp_path):
     architecture = ("network", "num_hidden_layers", "hidden_nodes", "drop_prob")
     for trial in by_stage["training"]:
         assert {k: trial.config[k] for k in architecture} == {k: advanced_best.config[k] for k in architecture}
-    # the core stage's prior points use defaults for everything but the layers
-    assert all(t.config["lr"] == 1e-3 and t.config["batch_size"] == 256 for t in by_stage["core"])
+    # the core stage trains every config with the architecture stages' lr and batch size (default mode)
+    expected = SearchSpace.from_dict(result.settings["space"]).architecture_stage_training()
+    assert expected == {"lr": 1e-2, "batch_size": 64}
+    assert all({k: t.config[k] for k in expected} == expected for t in by_stage["core"])
     assert result.trial_id == best(trials).trial_id
 
 
@@ -305,14 +308,15 @@ def show_output(run_dir, capsys):
 def test_failing_trials_are_isolated_in_a_dnc_search(tmp_path, monkeypatch, capsys, error, recorded):
     """Wide core configs fail; the search goes on through every stage, the failures are in the store (error
     text, no objective) and in `dnc show`, and the GP never sees NaN (it gets the stage's worst objective)."""
-    failing_build(monkeypatch, lambda config: max(config["hidden_nodes"], default=0) > 40, error)
-    result = mlp_search(tmp_path / "run", method="dnc", max_trials=None, prior_points=4, bo_steps=2)
+    failing_build(monkeypatch, lambda config: sum(config["hidden_nodes"]) > 70, error)
+    space = dict(FAST_MLP, num_hidden_layers=[1, 2])  # hidden layers, so the dropout grid trains
+    result = mlp_search(tmp_path / "run", method="dnc", max_trials=None, prior_points=4, bo_steps=2, space=space)
     with RunStore.open(result.run_dir) as store:
         trials = store.trials()
     failed = [t for t in trials if t.status == "failed"]
     assert failed and all(t.stage == "core" and recorded in t.error and t.objective is None for t in failed)
     assert {t.stage for t in trials if t.status == "complete"} == {"core", "advanced", "training"}
-    assert max(result.best_config["hidden_nodes"], default=0) <= 40
+    assert sum(result.best_config["hidden_nodes"]) <= 70
     shown = show_output(result.run_dir, capsys)
     assert f"{len(failed)} failed" in shown and recorded.split(" (")[0] in shown
 

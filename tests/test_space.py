@@ -149,3 +149,12 @@ def test_demo_space_file_is_valid():
     space = SearchSpace.create("cnn", overrides)
     assert space.num_conv_layers == (4, 6) and space.channels_upper == 128
     assert all(max(c["channels"]) <= 128 for c in space.sample(20, method="sobol", seed=0))
+
+
+def test_core_stage_trains_with_the_reference_defaults_or_the_architecture_stage_values():
+    space = SearchSpace.create("mlp", {"batch_size": [16, 48]})
+    (reference,) = space.sample(1, stage="core", seed=0)
+    assert (reference["lr"], reference["batch_size"], reference["weight_decay"]) == (1e-3, 48, 0.0)  # 256, clipped
+    (ours,) = space.sample(1, stage="core", seed=0, base=space.architecture_stage_training())
+    assert (ours["lr"], ours["batch_size"], ours["weight_decay"]) == (1e-2, 48, 0.0)
+    assert {k: v for k, v in ours.items() if k not in ("lr",)} == {k: v for k, v in reference.items() if k != "lr"}
