@@ -14,7 +14,7 @@ of the medians (ours / hand), and, last, `trainer_ratio_min=R` (the worst ratio 
 R >= 0.95) followed by more name=value pairs. Writes benchmarks/results/trainer_speed.md (summary line last)
 and trainer_speed.csv (one row per run); `--quick` writes trainer_speed_quick.md/.csv.
 
-    .venv/bin/python benchmarks/trainer_speed.py [--device cpu|cuda] [--threads N] [--repeats 7] [--quick]
+    .venv/bin/python benchmarks/trainer_speed.py [--device cpu|cuda] [--threads N] [--repeats 9] [--quick]
 """
 
 from __future__ import annotations
@@ -226,9 +226,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda; data is moved there once")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=7, help="runs of each loop per case")
+    parser.add_argument("--repeats", type=int, default=9, help="runs of each loop per case")
     parser.add_argument("--cnn-epochs", type=int, default=4, help="epochs per CNN run (the first is not timed)")
-    parser.add_argument("--mlp-epochs", type=int, default=12, help="epochs per MLP run (the first is not timed)")
+    parser.add_argument("--mlp-epochs", type=int, default=20, help="epochs per MLP run (the first is not timed)")
     parser.add_argument("--quick", action="store_true", help="3 repeats, fewer epochs; writes trainer_speed_quick.*")
     args = parser.parse_args()
     if args.quick:
