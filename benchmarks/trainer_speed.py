@@ -14,7 +14,7 @@ of the medians (ours / hand), and, last, `trainer_ratio_min=R` (the worst ratio 
 R >= 0.95) followed by more name=value pairs. Writes benchmarks/results/trainer_speed.md (summary line last)
 and trainer_speed.csv (one row per run); `--quick` writes trainer_speed_quick.md/.csv.
 
-    .venv/bin/python benchmarks/trainer_speed.py [--device cpu|cuda] [--threads N] [--repeats 9] [--quick]
+    .venv/bin/python benchmarks/trainer_speed.py [--device cpu|cuda] [--threads N] [--repeats 21] [--quick]
 """
 
 from __future__ import annotations
@@ -68,6 +68,20 @@ def describe(network: str, config: dict[str, Any]) -> str:
         f"MLP: {config['num_hidden_layers']} hidden layers {config['hidden_nodes']}, ReLU, dropout "
         f"{config['drop_prob']}, linear output"
     )
+
+
+def cpu_busy_s() -> float | None:
+    """CPU seconds all processes have spent since boot (Linux /proc/stat: all but idle and iowait), or None."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def synchronize(device: torch.device) -> None:
@@ -172,6 +186,10 @@ class Case:
         return statistics.median(o.samples_per_s / h.samples_per_s for o, h in zip(self.ours, self.hand, strict=True))
 
     @property
+    def hand_ms_per_batch(self) -> float:
+        return statistics.median(r.mean_epoch_s for r in self.hand) / self.batches * 1e3
+
+    @property
     def overhead_us_per_batch(self) -> float:
         """(median epoch time of ours - of the hand loop) / batches per epoch, in microseconds."""
         ours = statistics.median(r.mean_epoch_s for r in self.ours)
@@ -226,8 +244,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda; data is moved there once")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=9, help="runs of each loop per case")
-    parser.add_argument("--cnn-epochs", type=int, default=4, help="epochs per CNN run (the first is not timed)")
+    parser.add_argument("--repeats", type=int, default=21, help="runs of each loop per case")
+    parser.add_argument("--cnn-epochs", type=int, default=3, help="epochs per CNN run (the first is not timed)")
     parser.add_argument("--mlp-epochs", type=int, default=20, help="epochs per MLP run (the first is not timed)")
     parser.add_argument("--quick", action="store_true", help="3 repeats, fewer epochs; writes trainer_speed_quick.*")
     args = parser.parse_args()
@@ -240,7 +258,7 @@ def main() -> None:
         sys.exit("--device cuda: torch sees no CUDA device here")
     threads = torch.get_num_threads()
     started = time.perf_counter()
-    load_start = os.getloadavg()[0]
+    busy_start, own_start = cpu_busy_s(), own_cpu_s()
     print(f"device={device} threads={threads} torch={torch.__version__} repeats={args.repeats}", flush=True)
 
     cases: list[Case] = []
@@ -256,7 +274,9 @@ def main() -> None:
                 )
             )
     wall = time.perf_counter() - started
-    load_end = os.getloadavg()[0]
+    busy_end, own_end = cpu_busy_s(), own_cpu_s()
+    # CPU cores that other processes kept busy on average while this ran: anything above ~0.1 contends.
+    others = None if busy_start is None or busy_end is None else (busy_end - busy_start - (own_end - own_start)) / wall
 
     if device.type == "cuda":
         where = f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
@@ -270,29 +290,31 @@ def main() -> None:
         f"{args.cnn_epochs} epochs per CNN run, {args.mlp_epochs} per MLP run, the first not timed.",
         "",
         "| network | batch | batches/epoch | ours samples/s (median) | hand samples/s (median) | ratio | paired ratio "
-        "| overhead µs/batch | ours range | hand range | 1-epoch weight diff |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| hand ms/batch | overhead µs/batch | ours range | hand range | 1-epoch weight diff |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
         lines.append(
             f"| {c.network} | {c.batch_size} | {c.batches} | {c.ours_median:,.0f} | {c.hand_median:,.0f} | "
-            f"{c.ratio:.3f} | {c.paired_ratio:.3f} | {c.overhead_us_per_batch:+.0f} | "
+            f"{c.ratio:.3f} | {c.paired_ratio:.3f} | {c.hand_ms_per_batch:.2f} | {c.overhead_us_per_batch:+.0f} | "
             f"{spread([r.samples_per_s for r in c.ours])} | {spread([r.samples_per_s for r in c.hand])} | "
             f"{c.check_diff:.1e} |"
         )
     lines += [
         "",
-        "ratio: ours median / hand median (target >= 0.95); paired ratio: median over repeats of ours / hand of the",
-        "two runs of one repeat; overhead: (median epoch time of ours - of hand) / batches per epoch; range: min–max",
-        "samples/s over the runs; 1-epoch weight diff: max |difference| of the weights after one epoch of each loop",
-        "from the same start (0 or float rounding: both do the same work).",
-        f"load average (1 min) at start {load_start:.2f}, at end {load_end:.2f}; wall time {wall:.0f} s.",
+        "ratio: ours median / hand median (target >= 0.95); paired ratio: median over repeats of ours / hand",
+        "of the two runs of one repeat; hand ms/batch: the hand loop's median epoch time / batches per epoch;",
+        "overhead: (median epoch time of ours - of hand) / batches per epoch (noise when small next to ms/batch);",
+        "range: min–max samples/s over the runs; 1-epoch weight diff: max |difference| of the weights after one",
+        "epoch of each loop from the same start (0 or float rounding: both do the same work).",
+        f"other processes kept {'?' if others is None else f'{others:.2f}'} CPU cores busy on average during the run "
+        f"(above ~0.1: contended timings); wall time {wall:.0f} s.",
     ]
     ratios = " ".join(f"ratio_{c.network}_{c.batch_size}={c.ratio:.3f}" for c in cases)
     summary = (
         f"trainer_ratio_min={min(c.ratio for c in cases):.3f} {ratios} "
         f"paired_ratio_min={min(c.paired_ratio for c in cases):.3f} device={device.type} threads={threads} "
-        f"repeats={args.repeats} wall_s={wall:.0f}"
+        f"repeats={args.repeats} others_cpu={'nan' if others is None else f'{others:.2f}'} wall_s={wall:.0f}"
     )
     print()
     print("\n".join(lines))
