@@ -159,12 +159,11 @@ def test_console_script_bad_input_has_no_traceback(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_ctrl_c_stops_with_130_and_records_the_running_trial(tmp_path):
+def test_ctrl_c_stops_with_130_and_records_the_running_trial(tmp_path, wait_for_running_trial):
     """SIGINT during a trial: exit 130, the trial in progress is `interrupted`, the store stays readable."""
     import signal
-    import time
 
-    from deepncheap.store import IncompleteStore, RunStore
+    from deepncheap.store import RunStore
 
     run = tmp_path / "run"
     command = [
@@ -186,15 +185,7 @@ def test_ctrl_c_stops_with_130_and_records_the_running_trial(tmp_path):
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                with RunStore.open(run) as store:
-                    if any(t.status == "running" for t in store.trials()):
-                        break
-            except (FileNotFoundError, IncompleteStore):  # not created yet, or being created
-                pass
-            time.sleep(0.2)
+        wait_for_running_trial(run, process)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
     finally:

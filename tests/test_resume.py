@@ -18,7 +18,7 @@ import deepncheap
 from deepncheap.artifacts import weights_trial_id
 from deepncheap.cli import main
 from deepncheap.errors import DataError, OutputError
-from deepncheap.store import IncompleteStore, RunStore
+from deepncheap.store import RunStore
 
 DNC = str(Path(sys.executable).parent / "dnc")
 MLP_SPACE = "num_hidden_layers: [1, 2]\nhidden_nodes: [20, 64]\nbatch_size: [64, 256]\nlr: [0.001, 0.03]\n"
@@ -186,21 +186,10 @@ def start(args):
     return subprocess.Popen([DNC, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_running_trial(run, process, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline and process.poll() is None:
-        try:
-            with RunStore.open(run) as store:
-                if any(t.status == "running" for t in store.trials()):
-                    return
-        except (FileNotFoundError, IncompleteStore):  # not created yet, or being created
-            pass
-        time.sleep(0.1)
-    raise AssertionError("no trial started")
-
-
 @pytest.mark.slow
-def test_sigterm_stops_gracefully_show_sees_live_state_and_resume_finishes(tmp_path, slow_data, capsys):
+def test_sigterm_stops_gracefully_show_sees_live_state_and_resume_finishes(
+    tmp_path, slow_data, capsys, wait_for_running_trial
+):
     run = tmp_path / "run"
     process = start(["search", *slow_data["medium"], "--max-trials", "1", "--epochs", "2", "--out", str(run)])
     try:
@@ -230,7 +219,7 @@ def test_sigterm_stops_gracefully_show_sees_live_state_and_resume_finishes(tmp_p
 
 
 @pytest.mark.slow
-def test_second_ctrl_c_stops_at_once(tmp_path, slow_data):
+def test_second_ctrl_c_stops_at_once(tmp_path, slow_data, wait_for_running_trial):
     run = tmp_path / "run"
     process = start(["search", *slow_data["slow"], "--max-trials", "1", "--epochs", "1", "--out", str(run)])
     try:
