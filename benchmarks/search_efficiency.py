@@ -33,6 +33,7 @@ import torch
 
 import deepncheap
 from deepncheap.data import load_dataset
+from deepncheap.executors import SerialExecutor
 from deepncheap.search import Scorer, measure_baselines
 from deepncheap.space import SearchSpace
 from deepncheap.store import RunStore
@@ -100,7 +101,7 @@ def run_optuna(method: str, task: str, wc: float, seed: int, args: argparse.Name
     space = SearchSpace.create("mlp")
     dataset = load_dataset(task, network="mlp")
     data = DeviceData.from_dataset(dataset, torch.device("cpu"))
-    baselines = measure_baselines(space, dataset, data, penalty="params", seed=seed)
+    baselines = measure_baselines(space, dataset, SerialExecutor(dataset, data.device), penalty="params", seed=seed)
     scorer = Scorer(dataset=dataset, penalty="params", wc=wc, baselines=baselines)
     sampler = optuna.samplers.TPESampler(seed=seed) if method == "tpe" else optuna.samplers.GPSampler(seed=seed)
     study = optuna.create_study(sampler=sampler, direction="minimize")

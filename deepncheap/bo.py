@@ -133,8 +133,13 @@ def propose(
     prior_mean: float | None = None,
     xi: float = XI,
     noise: float | None = None,
+    pending: list[np.ndarray] | None = None,
 ) -> tuple[int, np.ndarray]:
     """Index of the candidate with the highest EI, and every candidate's EI.
+
+    `pending`: configs being trained now (encoded like `observed`), for batch proposals (kriging believer):
+    each is added to the observations with the GP's mean there as its value, so that the EI of configs near
+    it falls, and a candidate equal to a pending config is never chosen (its EI is -inf).
 
     default: objectives standardized (mean 0, variance 1, recomputed at each call), zero prior mean, ξ
     divided by the objectives' standard deviation, noise variance `DEFAULT_NOISE`. reference: raw
@@ -155,7 +160,26 @@ def propose(
     # made a 300x300 Cholesky take 150 ms instead of 0.5 ms.
     with threadpool_limits(limits=1, user_api="blas"):
         k_train = kernel_matrix(observed, observed, terms)
+        if pending is not None and len(pending[0]):
+            believed, _ = gp_posterior(
+                k_train, target, kernel_matrix(pending, observed, terms), prior_mean=mean0, noise=noise
+            )
+            observed = [np.concatenate([o, p]) for o, p in zip(observed, pending, strict=True)]
+            target = np.concatenate([target, believed])
+            k_train = kernel_matrix(observed, observed, terms)
         k_cross = kernel_matrix(candidates, observed, terms)
         mean, std = gp_posterior(k_train, target, k_cross, prior_mean=mean0, noise=noise)
     ei = expected_improvement(mean, std, float(target.min()), xi_scaled)
+    if pending is not None and len(pending[0]):
+        ei = np.where(same_rows(candidates, pending).any(axis=1), -np.inf, ei)
     return int(np.argmax(ei)), ei
+
+
+def same_rows(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
+    """(len(a), len(b)) booleans: the encoded configs are equal in every term (NaN padding equal to NaN)."""
+    equal = np.ones((len(a[0]), len(b[0])), dtype=bool)
+    for xa, xb in zip(a, b, strict=True):
+        x, y = xa[:, None], xb[None, :]
+        same = (x == y) | (np.isnan(x) & np.isnan(y))
+        equal &= same.reshape(same.shape[0], same.shape[1], -1).all(axis=2)
+    return equal

@@ -79,7 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="search seed (default: 0)")
     s.add_argument("--space", help="YAML/JSON file of search-space overrides")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    s.add_argument("--threads", type=int, help="torch CPU threads (default: torch's default)")
+    s.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads per trial (default: torch's default; with --executor processes: --cpus-per-trial)",
+    )
+    s.add_argument(
+        "--executor",
+        help="serial | processes | ray: where trials run (default: serial; processes when --workers > 1)",
+    )
+    s.add_argument("--workers", type=int, help="trials at once (default: 1 serial; CPUs / --cpus-per-trial otherwise)")
+    s.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs one trial asks of the executor (default: 1)")
+    s.add_argument(
+        "--gpus-per-trial", type=float, help="GPUs one Ray trial asks for (default: 1 where the cluster has GPUs)"
+    )
+    s.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local one)")
     s.add_argument("--out", help="run directory (default: runs/<data>-<network>-<timestamp>)")
     s.add_argument("--overwrite", action="store_true", help="replace the run already in --out (its trials are lost)")
     _output_options(s)
@@ -139,6 +153,11 @@ def _run_search(args: argparse.Namespace) -> None:
         bo_steps=args.bo_steps,
         candidates=args.candidates,
         bo_mode=args.bo_mode,
+        executor=args.executor,
+        workers=args.workers,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        ray_address=args.ray_address,
         out=args.out,
         overwrite=args.overwrite,
         time_budget=args.time_budget,

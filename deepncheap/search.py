@@ -6,17 +6,22 @@ Methods: `dnc` (Deep-n-Cheap's three stages: BO over the core architecture, grid
 advanced architecture, BO over the training hyperparameters) and the baselines `random` / `sobol` (one
 `joint` stage over every hyperparameter at once).
 
+Trials run on an executor (`executors.py`: in this process, in local worker processes, or on Ray); with
+k workers each BO step proposes for a free worker while the others' trials are pending (kriging believer,
+`bo.propose(pending=...)`), and grid configs run side by side. With one worker the search is exactly the
+sequential Deep-n-Cheap search.
+
 Resuming replays the method from the start: every proposal depends only on the seed and the trials before
 it, so a trial the store already holds (same stage and index) is taken from the store instead of trained,
-and the search goes on exactly where it stopped.
+and the search goes on exactly where it stopped. (With several workers the proposals also depend on which
+trials had ended when they were made, so there a stored trial's config is taken as it is.)
 """
 
 from __future__ import annotations
 
 import json
 import time
-import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ from deepncheap import artifacts, bo, rundir
 from deepncheap.artifacts import SearchResult, load_run
 from deepncheap.data import Dataset, load_dataset
 from deepncheap.errors import DataError, OutputError, SearchFailedError, SearchInterrupted, SettingsError
+from deepncheap.executors import Executor, create_executor, opened
 from deepncheap.models import architecture_key, build_model
 from deepncheap.objective import Baselines, complexity, objective, performance_error
 from deepncheap.progress import SearchProgress
@@ -34,8 +40,8 @@ from deepncheap.settings import SearchSettings, parse_duration
 from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
 from deepncheap.space import GRID_SUB_STAGES, SearchSpace, derive_seed
 from deepncheap.store import RunStore, Trial
-from deepncheap.train import STOP_REQUESTED, DeviceData
-from deepncheap.trial import TrialMeasurements, resolve_device, run_trial, trial_seed
+from deepncheap.train import STOP_REQUESTED
+from deepncheap.trial import TrialMeasurements, TrialOutcome, TrialTask, failure_text, resolve_device, trial_seed
 
 __all__ = ["SearchResult", "load_run", "resume", "search"]
 
@@ -128,8 +134,22 @@ def _drive(run: OpenRun, time_budget_s: float | None, verbose: bool) -> SearchRe
     with SearchProgress(planned_trials(space, settings), enabled=verbose) as progress:
         progress.note(f"run directory: {run_dir}")
         runner: TrialRunner | None = None
+        executor = create_executor(
+            settings.executor,
+            run.dataset,
+            run.device,
+            workers=settings.workers,
+            threads=settings.threads,
+            cpus_per_trial=settings.cpus_per_trial,
+            gpus_per_trial=settings.gpus_per_trial,
+            ray_address=settings.ray_address,
+        )
         try:
-            runner = _trial_runner(run, progress)
+            if executor.slots > 1:
+                progress.note(
+                    f"{executor.slots} trials at once ({settings.executor}, {executor.threads} thread(s) each)"
+                )
+            runner = _trial_runner(run, executor, progress)
             if time_budget_s is not None:
                 runner.deadline = started + time_budget_s
             if settings.method == "dnc":
@@ -137,46 +157,54 @@ def _drive(run: OpenRun, time_budget_s: float | None, verbose: bool) -> SearchRe
             else:
                 run_joint(runner, space)
             state, reason = "finished", None
+            assert runner is not None
         except BudgetReached as stop:
+            assert runner is not None
+            runner.finish_running()
             state, reason = "stopped", str(stop)
         except KeyboardInterrupt:
             if runner is not None:
+                runner.abandon_running()
                 _write_outputs(runner, retrain_weights=False)
+            executor.close()
             store.set_state("interrupted", "Ctrl-C or SIGTERM")
             raise SearchInterrupted(run_dir) from None
-        except SearchFailedError as exc:
-            artifacts.write_trials_csv(store, run_dir)
-            store.set_state("failed", str(exc))
+        except BaseException as exc:
+            executor.close()
+            if isinstance(exc, SearchFailedError):
+                artifacts.write_trials_csv(store, run_dir)
+                store.set_state("failed", str(exc))
             raise
-        assert runner is not None
-        if runner.best is None:
-            store.set_state("failed", "every trial failed")
-            raise SearchFailedError(
-                f"every trial failed (see 'dnc show {run_dir}'); check the errors there, e.g. lower the lr range"
-            )
-        _write_outputs(runner, retrain_weights=True)
+        with opened(executor):
+            if runner.best is None:
+                store.set_state("failed", "every trial failed")
+                raise SearchFailedError(
+                    f"every trial failed (see 'dnc show {run_dir}'); check the errors there, e.g. lower the lr range"
+                )
+            _write_outputs(runner, retrain_weights=True)
         store.set_state(state, reason)
         if state == "stopped":
             progress.note(f"stopped by {reason} after {runner.count} trials; continue with: dnc resume {run_dir}")
     return load_run(run_dir)
 
 
-def _trial_runner(run: OpenRun, progress: SearchProgress) -> TrialRunner:
-    """The runner of a search: data on the device, the baselines (stored, or measured now), and the trials
-    a previous driver finished."""
+def _trial_runner(run: OpenRun, executor: Executor, progress: SearchProgress) -> TrialRunner:
+    """The runner of a search: its executor, the baselines (stored, or measured now on that executor), and
+    the trials a previous driver started."""
     store, settings, dataset = run.store, run.settings, run.dataset
-    data = DeviceData.from_dataset(dataset, run.device)
     baselines = store.get("baselines")
     if baselines is None:
         if settings.penalty == "time":
             progress.note(f"measuring the time baseline ({BASELINE_EPOCHS} epochs of the space's reference config)")
         start = time.perf_counter()
-        measured = measure_baselines(run.space, dataset, data, penalty=settings.penalty, seed=settings.seed)
+        measured = measure_baselines(run.space, dataset, executor, penalty=settings.penalty, seed=settings.seed)
         store.put("baseline_wall_s", time.perf_counter() - start)  # kept apart from the search's own overhead
         store.put("baselines", measured.to_dict())
         progress.note(f"baselines: {measured.describe()}")
         baselines = measured.to_dict()
-    finished = {(t.stage, t.stage_index): t for t in store.trials() if t.status in ("complete", "failed")}
+    stored = store.trials()
+    finished = {(t.stage, t.stage_index): t for t in stored if t.status in ("complete", "failed")}
+    started = {(t.stage, t.stage_index): t.config for t in stored}
     if finished:
         rerun = len({(t.stage, t.stage_index) for t in store.trials(status="interrupted")} - set(finished))
         progress.note(
@@ -185,7 +213,7 @@ def _trial_runner(run: OpenRun, progress: SearchProgress) -> TrialRunner:
         )
     return TrialRunner(
         store=store,
-        data=data,
+        executor=executor,
         dataset=dataset,
         settings=settings,
         scorer=Scorer(
@@ -194,6 +222,7 @@ def _trial_runner(run: OpenRun, progress: SearchProgress) -> TrialRunner:
         run_dir=run.run_dir,
         progress=progress,
         finished=finished,
+        started=started,
     )
 
 
@@ -209,9 +238,8 @@ def _write_outputs(runner: TrialRunner, *, retrain_weights: bool) -> None:
         if not retrain_weights:
             return
         runner.progress.note(f"retraining trial #{best.trial_id} for its weights (they were not saved)")
-        artifacts.save_weights(
-            runner.train(best.config, stage=best.stage, index=best.stage_index).model, run_dir, trial_id=best.trial_id
-        )
+        measured = runner.train(best.config, stage=best.stage, index=best.stage_index)
+        artifacts.save_weights(measured.model, run_dir, trial_id=best.trial_id)
     artifacts.write_best_json(store, best, run_dir)
 
 
@@ -264,8 +292,7 @@ def run_joint(runner: TrialRunner, space: SearchSpace) -> None:
     settings = runner.settings
     assert settings.trial_budget is not None
     configs = space.sample(settings.trial_budget, method=settings.method, seed=settings.seed)
-    for index, config in enumerate(configs):
-        runner.run(config, stage="joint", index=index)
+    runner.run_all([(config, "joint", index) for index, config in enumerate(configs)])
 
 
 def run_dnc(runner: TrialRunner, space: SearchSpace) -> None:
@@ -282,12 +309,13 @@ def run_dnc(runner: TrialRunner, space: SearchSpace) -> None:
 
 def run_bo_stage(runner: TrialRunner, space: SearchSpace, stage: str, *, base: dict[str, Any] | None) -> Trial:
     """Sobol prior points, then BO steps each training the candidate of highest expected improvement;
-    returns the stage's best trial. The GP sees a failed trial at the stage's worst objective so far."""
+    returns the stage's best trial. The GP sees a failed trial at the stage's worst objective so far. With
+    several workers, each step proposes for a free worker with the running trials as pending points."""
     settings = runner.settings
     prior = space.sample(
         settings.prior_points, method="sobol", seed=derive_seed(settings.seed, stage, "prior"), stage=stage, base=base
     )
-    trials = [runner.run(config, stage=stage, index=index) for index, config in enumerate(prior)]
+    trials = runner.run_all([(config, stage, index) for index, config in enumerate(prior)])
     if not _complete(trials):
         raise SearchFailedError(
             f"every prior point of the {stage} stage failed (see 'dnc show {runner.run_dir}'); "
@@ -295,19 +323,34 @@ def run_bo_stage(runner: TrialRunner, space: SearchSpace, stage: str, *, base: d
         )
     prior_mean = float(np.mean([t.objective for t in _complete(trials)]))
     terms = space.kernel(stage, reference=settings.bo_mode == "reference")
+    pending: dict[int, dict[str, Any]] = {}
     for step in range(settings.bo_steps):
-        candidates = space.sample(
-            settings.candidates, method="random", seed=derive_seed(settings.seed, stage, step), stage=stage, base=base
-        )
-        choice, _ = bo.propose(
-            space.encode(stage, [t.config for t in trials]),
-            observed_objectives(trials),
-            space.encode(stage, candidates),
-            terms,
-            mode=settings.bo_mode,
-            prior_mean=prior_mean,
-        )
-        trials.append(runner.run(candidates[choice], stage=stage, index=len(prior) + step))
+        while not runner.free_slots():
+            trials.append(runner.wait())
+            pending.pop(trials[-1].stage_index)
+        index = len(prior) + step
+        config = runner.started_config(stage, index)
+        if config is None:
+            candidates = space.sample(
+                settings.candidates,
+                method="random",
+                seed=derive_seed(settings.seed, stage, step),
+                stage=stage,
+                base=base,
+            )
+            choice, _ = bo.propose(
+                space.encode(stage, [t.config for t in trials]),
+                observed_objectives(trials),
+                space.encode(stage, candidates),
+                terms,
+                mode=settings.bo_mode,
+                prior_mean=prior_mean,
+                pending=space.encode(stage, list(pending.values())) if pending else None,
+            )
+            config = candidates[choice]
+        runner.start(config, stage=stage, index=index)
+        pending[index] = config
+    trials += runner.wait_all()
     return _stage_best(trials)
 
 
@@ -318,21 +361,22 @@ def observed_objectives(trials: list[Trial]) -> np.ndarray:
 
 
 def run_grid_stage(runner: TrialRunner, space: SearchSpace, incumbent: Trial) -> Trial:
-    """The advanced-architecture sub-stages one after another, each training its grid on top of the best
-    config so far and keeping the best; configs that train the same network as one already seen are skipped."""
+    """The advanced-architecture sub-stages one after another, each training its grid (side by side with
+    several workers) on top of the best config so far and keeping the best; configs that train the same
+    network as one already seen are skipped."""
     input_shape = runner.dataset.input_shape
     index = 0
     for sub_stage in GRID_SUB_STAGES[space.network]:
         runner.progress.note(f"advanced stage: {sub_stage}")
         seen = {architecture_key(incumbent.config, input_shape)}
-        trials = [incumbent]
+        batch = []
         for config in space.grid(sub_stage, incumbent.config):
             key = architecture_key(config, input_shape)
             if key not in seen:
                 seen.add(key)
-                trials.append(runner.run(config, stage="advanced", index=index))
+                batch.append((config, "advanced", index))
                 index += 1
-        incumbent = _stage_best(trials)
+        incumbent = _stage_best([incumbent, *runner.run_all(batch)])
     return incumbent
 
 
@@ -355,7 +399,7 @@ def _stage_best(trials: list[Trial]) -> Trial:
     return min(_complete(trials), key=lambda t: (t.objective, t.trial_id))
 
 
-# --- running one trial ----------------------------------------------------------------------------------
+# --- running trials --------------------------------------------------------------------------------------
 
 
 class BudgetReached(Exception):
@@ -363,28 +407,69 @@ class BudgetReached(Exception):
 
 
 @dataclass
+class _Running:
+    """A trial handed to the executor: what it is, when it started, how often its worker died under it."""
+
+    task: TrialTask
+    stage: str
+    index: int
+    started: float
+    losses: int = 0
+
+
+@dataclass
 class TrialRunner:
-    """Runs trials one at a time between a `running` row and their completion, keeps the best trial (and
-    its weights on disk), enforces the budgets and reports progress. A trial that `finished` already holds
-    (a resumed search) is taken from there and not trained again."""
+    """Starts trials on the executor (between a `running` row and their completion) and takes their
+    outcomes as they end, in any order; keeps the best trial (and its weights on disk), enforces the
+    budgets and reports progress. A trial that `finished` already holds (a resumed search) is taken from
+    there and not trained again. A trial whose worker died is run again once, then recorded `failed`."""
 
     store: RunStore
-    data: DeviceData
+    executor: Executor
     dataset: Dataset
     settings: SearchSettings
     scorer: Scorer
     run_dir: Path
     progress: SearchProgress
     finished: dict[tuple[str, int], Trial] = field(default_factory=dict)
+    started: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # configs of stored trials
     deadline: float | None = None  # time.monotonic() after which no trial starts once one is complete
     best: Trial | None = None
     count: int = 0
+    running: dict[int, _Running] = field(default_factory=dict)
+    replayed: list[Trial] = field(default_factory=list)  # taken from the store, not yet handed out by wait()
+
+    def free_slots(self) -> int:
+        return self.executor.slots - len(self.running) - len(self.replayed)
+
+    def started_config(self, stage: str, index: int) -> dict[str, Any] | None:
+        """With several workers, the config a previous driver started as trial `index` of `stage` (it is
+        taken again: proposals made beside running trials cannot be replayed). None with one worker, whose
+        proposals replay exactly (and are checked against the store)."""
+        return self.started.get((stage, index)) if self.executor.slots > 1 else None
 
     def run(self, config: dict[str, Any], *, stage: str, index: int) -> Trial:
-        """Trial `index` of `stage` with `config`: from the store if finished before, else trained and
-        recorded (a trial that raises is recorded `failed`)."""
+        """Trial `index` of `stage` with `config`, start to end (nothing else may be running)."""
+        self.start(config, stage=stage, index=index)
+        return self.wait()
+
+    def run_all(self, items: list[tuple[dict[str, Any], str, int]]) -> list[Trial]:
+        """The (config, stage, index) trials, as many at once as the executor runs; in the items' order."""
+        trials = []
+        for config, stage, index in items:
+            while not self.free_slots():
+                trials.append(self.wait())
+            self.start(self.started_config(stage, index) or config, stage=stage, index=index)
+        trials += self.wait_all()
+        return sorted(trials, key=lambda t: t.stage_index)
+
+    def start(self, config: dict[str, Any], *, stage: str, index: int) -> None:
+        """Start trial `index` of `stage` with `config`: taken from the store if finished before, else
+        recorded `running` and handed to the executor. Raises BudgetReached or KeyboardInterrupt (a stop was
+        requested) instead, once the trials already running have ended."""
         budget = self.settings.trial_budget
         if budget is not None and self.count >= budget:
+            self.finish_running()
             raise BudgetReached(f"--max-trials {budget}")
         stored = self.finished.get((stage, index))
         if stored is not None:
@@ -393,63 +478,95 @@ class TrialRunner:
                     f"trial #{stored.trial_id} in {self.run_dir} ({stage} #{index}) has another config than this "
                     "search proposes now (was the run made by another version of deepncheap?); start a new search"
                 )
-            trial = stored
+            self.replayed.append(stored)
         else:
             if self.deadline is not None and self.best is not None and time.monotonic() >= self.deadline:
+                self.finish_running()
                 raise BudgetReached("--time-budget")  # (only once there is a result to return)
             if STOP_REQUESTED.is_set():
+                self.finish_running()
                 raise KeyboardInterrupt
-            trial = self._record(config, stage=stage, index=index)
+            trial_id = self.store.start_trial(
+                stage=stage,
+                stage_index=index,
+                config=config,
+                concurrent=len(self.running) + 1,
+                threads=self.executor.threads,
+            )
+            task = TrialTask(trial_id, config, trial_seed(self.settings.seed, stage, index), self.settings.epochs)
+            self.running[trial_id] = _Running(task, stage, index, time.perf_counter())
+            self.executor.submit(task)
         self.count += 1
+
+    def wait(self) -> Trial:
+        """The next trial to end (a replayed one first), recorded in the store."""
+        replayed = bool(self.replayed)
+        trial = self.replayed.pop(0) if replayed else self._take(self.executor.next_outcome())
         if trial.status == "complete" and (self.best is None or trial.objective < self.best.objective):  # type: ignore[operator]
             self.best = trial
-        self.progress.trial_finished(trial, self.best, replayed=stored is not None)
+        self.progress.trial_finished(trial, self.best, replayed=replayed)
         return trial
 
-    def train(self, config: dict[str, Any], *, stage: str, index: int) -> TrialMeasurements:
-        """Build and train `config` with the seed of trial `index` of `stage`."""
-        return run_trial(
-            config,
-            self.data,
-            input_shape=self.dataset.input_shape,
-            num_outputs=self.dataset.num_outputs,
-            epochs=self.settings.epochs,
-            seed=trial_seed(self.settings.seed, stage, index),
-        )
+    def wait_all(self) -> list[Trial]:
+        """Every trial started and not yet handed out, as they end."""
+        return [self.wait() for _ in range(len(self.running) + len(self.replayed))]
 
-    def _record(self, config: dict[str, Any], *, stage: str, index: int) -> Trial:
-        store = self.store
-        trial_id = store.start_trial(stage=stage, stage_index=index, config=config)
-        start = time.perf_counter()
+    def finish_running(self) -> None:
+        """Let the running trials end and record them (before a budget stop; a stop request ends them at
+        their next epoch end)."""
+        if self.running or self.replayed:
+            self.wait_all()
+
+    def abandon_running(self) -> None:
+        """Record the trials still running as `interrupted` (the search stops at once; they run again on resume)."""
+        for trial_id, running in self.running.items():
+            self.store.finish_trial(trial_id, status="interrupted", wall_s=time.perf_counter() - running.started)
+        self.running.clear()
+
+    def train(self, config: dict[str, Any], *, stage: str, index: int) -> TrialMeasurements:
+        """Train `config` again with the seed of trial `index` of `stage` (nothing else may be running)."""
+        task = TrialTask(-1, config, trial_seed(self.settings.seed, stage, index), self.settings.epochs)
+        self.executor.submit(task)
+        outcome = self.executor.next_outcome()
+        if outcome.measured is None:
+            raise SearchFailedError(f"retraining {stage} trial #{index} failed: {outcome.error or outcome.status}")
+        return outcome.measured
+
+    def _take(self, outcome: TrialOutcome) -> Trial:
+        """Record `outcome` in the store: complete (scored), failed, or interrupted (then stop the search);
+        a lost trial (its worker died) is started again once."""
+        running = self.running[outcome.trial_id]
+        if outcome.status == "lost" and running.losses == 0:
+            running.losses += 1
+            self.progress.note(f"trial #{outcome.trial_id}: {outcome.error}; running it again")
+            self.executor.submit(running.task)
+            return self._take(self.executor.next_outcome())
+        del self.running[outcome.trial_id]
+        wall_s = time.perf_counter() - running.started
+        if outcome.status == "interrupted":
+            self.store.finish_trial(outcome.trial_id, status="interrupted", wall_s=wall_s)
+            STOP_REQUESTED.set()  # the other running trials stop at their next epoch end too
+            self.finish_running()
+            raise KeyboardInterrupt
+        if outcome.measured is None:
+            error = outcome.error if outcome.status == "failed" else f"{outcome.error}, twice"
+            self.store.finish_trial(outcome.trial_id, status="failed", wall_s=wall_s, error=error)
+            return self.store.trial(outcome.trial_id)
         try:
-            measured = self.train(config, stage=stage, index=index)
-            metrics = self.scorer.score(measured)
-        except KeyboardInterrupt:
-            store.finish_trial(trial_id, status="interrupted", wall_s=time.perf_counter() - start)
-            raise
-        except Exception as exc:  # a failing trial must not stop the search
-            store.finish_trial(trial_id, status="failed", wall_s=time.perf_counter() - start, error=failure_text(exc))
-            return store.trial(trial_id)
-        store.finish_trial(
-            trial_id,
+            metrics = self.scorer.score(outcome.measured)
+        except Exception as exc:  # e.g. a NaN validation loss
+            self.store.finish_trial(outcome.trial_id, status="failed", wall_s=wall_s, error=failure_text(exc))
+            return self.store.trial(outcome.trial_id)
+        self.store.finish_trial(
+            outcome.trial_id,
             status="complete",
             metrics=metrics,
-            val_curve=measured.training.val_curve,
-            wall_s=time.perf_counter() - start,
+            val_curve=outcome.measured.training.val_curve,
+            wall_s=wall_s,
         )
         if self.best is None or metrics["objective"] < self.best.objective:
-            artifacts.save_weights(measured.model, self.run_dir, trial_id=trial_id)
-        return store.trial(trial_id)
-
-
-def failure_text(exc: Exception) -> str:
-    """The error of a failed trial, one line; memory exhaustion is named as such (and CUDA's cache freed)."""
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        text = f"out of memory ({text}); a smaller batch size or network fits"
-    return " ".join(text.splitlines())
+            artifacts.save_weights(outcome.measured.model, self.run_dir, trial_id=outcome.trial_id)
+        return self.store.trial(outcome.trial_id)
 
 
 @dataclass(frozen=True)
@@ -492,23 +609,32 @@ class Scorer:
         }
 
 
-def measure_baselines(space: SearchSpace, dataset: Dataset, data: DeviceData, *, penalty: str, seed: int) -> Baselines:
+def measure_baselines(
+    space: SearchSpace, dataset: Dataset, executor: Executor, *, penalty: str, seed: int
+) -> Baselines:
     """Parameter count of the space's largest network (built on the meta device, no memory used) and, for
-    the time penalty, the measured time per epoch of the space's reference config."""
+    the time penalty, the time per epoch of the space's reference config measured as the trials will run:
+    on every slot of the executor at once (the median of them), so that side-by-side trials are compared
+    with a baseline that shared the machine alike."""
     with torch.device("meta"):
         largest = build_model(space.largest_config(), dataset.input_shape, dataset.num_outputs)
     n_params = sum(p.numel() for p in largest.parameters())
     time_per_epoch = None
     if penalty == "time":
-        measured = run_trial(
-            space.time_reference_config(),
-            data,
-            input_shape=dataset.input_shape,
-            num_outputs=dataset.num_outputs,
-            epochs=BASELINE_EPOCHS,
-            seed=trial_seed(seed, "baseline", 0),
-        )
-        time_per_epoch = measured.training.time_per_epoch_s
+        task = TrialTask(-1, space.time_reference_config(), trial_seed(seed, "baseline", 0), BASELINE_EPOCHS)
+        for slot in range(executor.slots):
+            executor.submit(replace(task, trial_id=-1 - slot))
+        outcomes = [executor.next_outcome() for _ in range(executor.slots)]
+        if any(o.status == "interrupted" for o in outcomes):
+            raise KeyboardInterrupt
+        times = [o.measured.training.time_per_epoch_s for o in outcomes if o.measured is not None]
+        if len(times) < len(outcomes):
+            error = next(o.error for o in outcomes if o.measured is None)
+            raise SearchFailedError(
+                f"the time baseline (the space's reference config) failed to train: {error}; "
+                "use --penalty params, or a space whose reference config fits"
+            )
+        time_per_epoch = float(np.median(times))
     return Baselines(n_params=n_params, time_per_epoch_s=time_per_epoch)
 
 

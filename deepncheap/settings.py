@@ -17,6 +17,7 @@ from deepncheap.space import NETWORKS, SAMPLING_METHODS, is_int, is_number
 DEFAULT_EPOCHS = 20
 DEFAULT_MAX_TRIALS = 30  # for random/Sobol searches; the Deep-n-Cheap method's budget is its stage sizes
 METHODS = ("dnc", *SAMPLING_METHODS)
+EXECUTORS = ("serial", "processes", "ray")
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,10 @@ class SearchSettings:
     `space` holds search-space overrides (name -> value, as in a `--space` file); `threads` fixes torch's
     CPU threads for the search (None: torch's default). `max_trials` caps the trainings of the whole search
     (None: 30 for random/Sobol, the stage budgets for `dnc`). `prior_points`, `bo_steps` and `candidates`
-    size each Bayesian-optimization stage; `bo_mode` is `default` or `reference` (SPEC §5).
+    size each Bayesian-optimization stage; `bo_mode` is `default` or `reference` (SPEC §5). `executor`
+    (`serial`, `processes`, `ray`) runs `workers` trials at once (None: as many as the CPUs allow), each
+    asking `cpus_per_trial` CPUs and `gpus_per_trial` GPUs (None: 1 where there are GPUs); `ray_address`
+    names a running Ray cluster. `workers` > 1 without an executor means `processes`.
     """
 
     network: str = "cnn"
@@ -48,6 +52,11 @@ class SearchSettings:
     prior_points: int = 15
     bo_steps: int = 15
     candidates: int = 1000
+    executor: str = "serial"
+    workers: int | None = None
+    cpus_per_trial: int = 1
+    gpus_per_trial: float | None = None
+    ray_address: str | None = None
 
     @classmethod
     def from_options(cls, **options: Any) -> SearchSettings:
@@ -56,7 +65,10 @@ class SearchSettings:
         unknown = sorted(set(options) - known)
         if unknown:
             raise SettingsError(f"unknown option '{unknown[0]}'; use one of: {', '.join(sorted(known))}")
-        settings = cls(**{k: v for k, v in options.items() if v is not None})  # None: the default
+        given = {k: v for k, v in options.items() if v is not None}  # None: the default
+        if "executor" not in given and is_int(given.get("workers")) and given["workers"] > 1:
+            given["executor"] = "processes"
+        settings = cls(**given)
         settings.check()
         return settings
 
@@ -72,9 +84,12 @@ class SearchSettings:
             raise SettingsError(f"unknown method '{self.method}'; use one of: {', '.join(METHODS)}")
         if self.bo_mode not in BO_MODES:
             raise SettingsError(f"unknown BO mode '{self.bo_mode}'; use one of: {', '.join(BO_MODES)}")
-        checks = [("epochs", 1), ("seed", 0), ("prior_points", 1), ("bo_steps", 0), ("candidates", 1)]
-        if self.max_trials is not None:
-            checks.append(("max_trials", 1))
+        if self.executor not in EXECUTORS:
+            raise SettingsError(f"unknown executor '{self.executor}'; use one of: {', '.join(EXECUTORS)}")
+        checks = [
+            ("epochs", 1), ("seed", 0), ("prior_points", 1), ("bo_steps", 0), ("candidates", 1), ("cpus_per_trial", 1)
+        ]  # fmt: skip
+        checks += [(name, 1) for name in ("max_trials", "workers") if getattr(self, name) is not None]
         for name, minimum in checks:
             value = getattr(self, name)
             if not is_int(value) or value < minimum:
@@ -82,6 +97,16 @@ class SearchSettings:
                 raise SettingsError(
                     f"--{flag} must be an integer >= {minimum}, got {value!r}; e.g. --{flag} {minimum + 1}"
                 )
+        if self.executor == "serial" and (self.workers or 1) > 1:
+            raise SettingsError(
+                f"the serial executor runs one trial at a time, got --workers {self.workers}; "
+                "use --executor processes or ray"
+            )
+        gpus = self.gpus_per_trial
+        if gpus is not None and (not is_number(gpus) or not 0 <= gpus < math.inf):
+            raise SettingsError(f"--gpus-per-trial must be a number >= 0, got {gpus!r}; e.g. --gpus-per-trial 1")
+        if self.ray_address is not None and self.executor != "ray":
+            raise SettingsError("--ray-address needs --executor ray")
         if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
             raise SettingsError(f"threads must be a positive integer, got {self.threads!r}")
         if not is_number(self.val_split) or math.isnan(self.val_split):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 STORE_NAME = "store.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: trials record `concurrent` and `threads`
 STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
 RUN_STATES = ("running", "stopped", "interrupted", "failed", "finished")
 STAGES = ("joint", "core", "advanced", "training")  # `joint`: random/Sobol search over every hyperparameter
@@ -59,7 +59,9 @@ CREATE TABLE IF NOT EXISTS trials (
     wall_s REAL,
     error TEXT,
     started_at REAL NOT NULL,
-    finished_at REAL
+    finished_at REAL,
+    concurrent INTEGER,
+    threads INTEGER
 );
 """
 
@@ -91,6 +93,8 @@ class Trial:
     error: str | None
     started_at: float
     finished_at: float | None
+    concurrent: int | None = None  # trials running at its start, itself included
+    threads: int | None = None  # torch CPU threads it trained with
 
 
 class RunStore:
@@ -178,12 +182,22 @@ class RunStore:
         self.put("state", {"state": state, "reason": reason, "updated_at": time.time()})
 
     # --- trials ---------------------------------------------------------------------------------------
-    def start_trial(self, *, stage: str, stage_index: int, config: dict[str, Any]) -> int:
-        """Write a `running` row and return its trial_id."""
+    def start_trial(
+        self,
+        *,
+        stage: str,
+        stage_index: int,
+        config: dict[str, Any],
+        concurrent: int | None = None,
+        threads: int | None = None,
+    ) -> int:
+        """Write a `running` row and return its trial_id; `concurrent` trials (itself included) run at its
+        start, each with `threads` torch CPU threads."""
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT INTO trials (stage, stage_index, status, config, started_at) VALUES (?, ?, 'running', ?, ?)",
-                (stage, stage_index, json.dumps(config), time.time()),
+                "INSERT INTO trials (stage, stage_index, status, config, started_at, concurrent, threads) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                (stage, stage_index, json.dumps(config), time.time(), concurrent, threads),
             )
         return int(cursor.lastrowid)  # type: ignore[arg-type]
 

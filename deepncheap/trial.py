@@ -1,10 +1,13 @@
 """One trial: seed, build the model a config describes, measure its cost, train it.
 
 Returns raw measurements only; scoring them is the objective's job and recording them the store's.
+`execute` runs one `TrialTask` wherever an executor runs it and always returns a `TrialOutcome` (a failing
+config is an outcome, not an exception), with the model on the CPU so that it can travel back to the driver.
 """
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,3 +70,48 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """One training to run: the store's trial id (negative for baseline runs), config, seed and epochs."""
+
+    trial_id: int
+    config: dict[str, Any]
+    seed: int
+    epochs: int
+
+
+@dataclass
+class TrialOutcome:
+    """How a task ended: `complete` (with its measurements), `failed` (with the error), `interrupted` (a stop
+    was requested), or `lost` (the worker running it died; the executor's driver may run it again)."""
+
+    trial_id: int
+    status: str
+    measured: TrialMeasurements | None = None
+    error: str | None = None
+
+
+def execute(task: TrialTask, data: DeviceData, *, input_shape: tuple[int, ...], num_outputs: int) -> TrialOutcome:
+    """Run `task` on `data`; exceptions become a `failed` outcome and a stop request an `interrupted` one."""
+    try:
+        measured = run_trial(
+            task.config, data, input_shape=input_shape, num_outputs=num_outputs, epochs=task.epochs, seed=task.seed
+        )
+    except KeyboardInterrupt:
+        return TrialOutcome(task.trial_id, "interrupted")
+    except Exception as exc:  # a failing trial must not stop the search
+        return TrialOutcome(task.trial_id, "failed", error=failure_text(exc))
+    measured.training.model.to("cpu")
+    return TrialOutcome(task.trial_id, "complete", measured=measured)
+
+
+def failure_text(exc: BaseException) -> str:
+    """The error of a failed trial, one line; memory exhaustion is named as such (and CUDA's cache freed)."""
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        text = f"out of memory ({text}); a smaller batch size or network fits"
+    return " ".join(text.splitlines())
