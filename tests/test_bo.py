@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -145,3 +146,26 @@ def test_failed_trials_reach_the_gp_as_the_worst_objective():
 
     values = observed_objectives([trial("complete", -1.0), trial("failed", None), trial("complete", -0.5)])
     assert values.tolist() == [-1.0, -0.5, -0.5] and np.isfinite(values).all()
+
+
+def test_batch_proposals_with_pending_points_are_distinct_and_spread():
+    space, observed, candidates, y = random_problem(seed=5)
+    terms = space.kernel("training")
+    obs, cand = space.encode("training", observed), space.encode("training", candidates)
+    first, _ = bo.propose(obs, y, cand, terms)
+    assert bo.propose(obs, y, cand, terms, pending=None)[0] == first  # no pending point: the plain proposal
+    chosen = [first]
+    for _ in range(5):  # kriging believer: each pending config is observed at the GP's mean there
+        pending = [f[chosen] for f in cand]
+        index, ei = bo.propose(obs, y, cand, terms, pending=pending)
+        assert np.all(np.isneginf(ei[chosen]))  # a pending config is never proposed again
+        chosen.append(index)
+    assert len(set(chosen)) == 6
+    configs = {json.dumps(candidates[i], sort_keys=True) for i in chosen}
+    assert len(configs) == 6
+
+
+def test_same_rows_compares_padded_layer_encodings():
+    a = [np.array([[1.0, np.nan], [1.0, 2.0]]), np.array([3.0, 3.0])]
+    b = [np.array([[1.0, np.nan]]), np.array([3.0])]
+    assert bo.same_rows(a, b).tolist() == [[True], [False]]

@@ -1,0 +1,172 @@
+"""Parallel trials: local worker processes and a local Ray instance, worker deaths, resume of a killed
+parallel search, and `--workers 1` being exactly the sequential search."""
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import deepncheap
+from deepncheap.errors import SettingsError
+from deepncheap.store import RunStore
+
+TINY_MLP = {"hidden_nodes": [16, 48], "num_hidden_layers": [1, 2], "batch_size": [64, 256], "lr": [1e-3, 1e-2]}
+DNC = str(Path(sys.executable).parent / "dnc")
+
+
+def tiny_search(out, **options):
+    settings = dict(
+        data="digits", network="mlp", wc=0.1, penalty="params", method="dnc", prior_points=3, bo_steps=3,
+        epochs=2, seed=0, space=TINY_MLP, out=out, verbose=False,
+    )  # fmt: skip
+    return deepncheap.search(**(settings | options))
+
+
+def trials_of(run):
+    with RunStore.open(run) as store:
+        return store.trials()
+
+
+def signature(trials):
+    """What a search found, trial by trial (stage, index, config, objective), without timings."""
+    return sorted(
+        (t.stage, t.stage_index, json.dumps(t.config, sort_keys=True), round(t.objective, 12))
+        for t in trials
+        if t.status == "complete"
+    )
+
+
+def check_parallel_run(run, *, workers):
+    trials = trials_of(run)
+    # core 3 + 3, MLP dropout grid (5 rates besides the incumbent's), training 3 + 3
+    assert len(trials) == 6 + 5 + 6
+    assert all(t.status == "complete" for t in trials)
+    assert max(t.concurrent for t in trials) == workers  # trials did run side by side
+    for stage in ("core", "training"):  # proposals made beside pending trials differ from them
+        configs = [json.dumps(t.config, sort_keys=True) for t in trials if t.stage == stage]
+        assert len(set(configs)) == len(configs)
+    assert (
+        json.loads((run / "best.json").read_text())["trial_id"]
+        == min(trials, key=lambda t: (t.objective, t.trial_id)).trial_id
+    )
+
+
+def test_two_worker_processes_finish_the_search_with_every_trial_stored(tmp_path):
+    result = tiny_search(tmp_path / "run", workers=2)  # --workers 2 alone means the processes executor
+    assert result.finished
+    check_parallel_run(tmp_path / "run", workers=2)
+    assert {t.threads for t in trials_of(tmp_path / "run")} == {1}  # --cpus-per-trial 1: one thread each
+
+
+def test_one_worker_process_is_exactly_the_sequential_search(tmp_path):
+    serial = tiny_search(tmp_path / "serial", threads=1)
+    one = tiny_search(tmp_path / "one", executor="processes", workers=1, threads=1)
+    assert signature(trials_of(one.run_dir)) == signature(trials_of(serial.run_dir))
+    assert one.best_config == serial.best_config
+
+
+def test_a_killed_worker_process_is_replaced_and_its_trial_run_again(tmp_path, capsys):
+    run = tmp_path / "run"
+    killed: list[int] = []
+
+    def kill_a_busy_worker():  # SIGKILL one worker process once a trial is running
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            workers = [p for p in multiprocessing.active_children() if p.name.startswith("dnc-worker")]
+            try:
+                running = (run / "store.sqlite").exists() and any(t.status == "running" for t in trials_of(run))
+            except Exception:  # the store is being created
+                running = False
+            if running and workers:
+                os.kill(workers[0].pid, signal.SIGKILL)
+                killed.append(workers[0].pid)
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_a_busy_worker)
+    killer.start()
+    try:
+        result = tiny_search(run, workers=2, epochs=4, verbose=True)
+    finally:
+        killer.join()
+    assert killed and result.finished
+    assert "worker process died (killed by signal 9)" in capsys.readouterr().err
+    check_parallel_run(run, workers=2)
+
+
+def test_resume_of_a_killed_parallel_search_loses_nothing(tmp_path):
+    run = tmp_path / "run"
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(TINY_MLP))
+    options = [
+        "--data", "digits", "--network", "mlp", "--penalty", "params", "--prior-points", "3", "--bo-steps", "3",
+        "--epochs", "4", "--space", str(space), "--workers", "2", "--quiet",
+    ]  # fmt: skip
+    driver = subprocess.Popen([DNC, "search", *options, "--out", str(run)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and driver.poll() is None:  # kill once 4 trials are done and 1+ running
+            if (run / "store.sqlite").exists():
+                try:
+                    trials = trials_of(run)
+                except Exception:
+                    trials = []
+                if sum(t.status == "complete" for t in trials) >= 4 and any(t.status == "running" for t in trials):
+                    break
+            time.sleep(0.02)
+        driver.send_signal(signal.SIGKILL)
+    finally:
+        driver.wait()
+    assert driver.returncode == -signal.SIGKILL
+    before = {t.trial_id: t for t in trials_of(run) if t.status == "complete"}
+    running = [t for t in trials_of(run) if t.status == "running"]
+    assert len(before) >= 4 and running
+
+    done = subprocess.run([DNC, "resume", str(run), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    after = trials_of(run)
+    for trial_id, trial in before.items():  # every trial finished before the kill is kept as it was
+        kept = next(t for t in after if t.trial_id == trial_id)
+        assert (kept.status, kept.objective, kept.config) == ("complete", trial.objective, trial.config)
+    complete = [(t.stage, t.stage_index) for t in after if t.status == "complete"]
+    assert len(complete) == len(set(complete)) == 6 + 5 + 6  # nothing lost, nothing trained twice
+    for trial in running:  # the trials cut off by the kill ran again, with the same config
+        assert trial.trial_id in {t.trial_id for t in after if t.status == "interrupted"}
+        again = next(
+            t for t in after if (t.stage, t.stage_index) == (trial.stage, trial.stage_index) and t.status == "complete"
+        )
+        assert again.config == trial.config
+
+
+@pytest.fixture
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def test_a_ray_search_on_a_local_instance_stores_every_trial(tmp_path, local_ray):
+    result = tiny_search(tmp_path / "run", executor="ray", workers=2)
+    assert result.finished
+    check_parallel_run(tmp_path / "run", workers=2)
+    assert local_ray.is_initialized()  # a Ray the caller started is left running for the caller
+
+
+def test_parallel_settings_are_checked_at_the_edge(tmp_path):
+    with pytest.raises(SettingsError, match="serial executor runs one trial at a time"):
+        tiny_search(tmp_path / "a", executor="serial", workers=2)
+    with pytest.raises(SettingsError, match="unknown executor 'threads'"):
+        tiny_search(tmp_path / "b", executor="threads")
+    with pytest.raises(SettingsError, match="--ray-address needs --executor ray"):
+        tiny_search(tmp_path / "c", workers=2, ray_address="10.0.0.1:6379")
+    with pytest.raises(SettingsError, match="--workers must be an integer >= 1"):
+        tiny_search(tmp_path / "d", executor="processes", workers=0)
