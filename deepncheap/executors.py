@@ -11,11 +11,11 @@ and `threads` the torch CPU threads each has, both recorded with every trial. A 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import multiprocessing
 import os
 import pickle
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -114,42 +114,51 @@ class SerialExecutor:
 
 @dataclass
 class _Worker:
-    process: Any  # multiprocessing.process.BaseProcess
-    connection: Connection
+    process: subprocess.Popen[bytes]
+    send: Connection  # the worker's stdin
+    receive: Connection  # the worker's message pipe (its stdout)
     task: TrialTask | None = None
 
 
 class ProcessExecutor:
-    """`workers` long-lived local processes (started once: importing torch costs ~2 s), each with the data
-    on its device and `threads` torch threads; with CUDA, worker i uses GPU i mod the GPU count. A worker that
-    dies mid-trial is replaced and its task comes back `lost`."""
+    """`workers` long-lived local processes (`python -m deepncheap.worker`, started once: importing torch
+    costs ~2 s), each with the data on its device and `threads` torch threads; with several GPUs, worker i
+    uses GPU i mod their count. A worker that dies mid-trial is replaced and its task comes back `lost`.
+
+    Workers are fresh interpreters (not multiprocessing children): they never re-run the user's script,
+    inherit no open file (such as the run directory's lock), and talk to the driver over their stdin/stdout
+    in pickled messages (the data once, then one task or outcome each)."""
 
     def __init__(self, dataset: Dataset, device: torch.device, *, workers: int, threads: int):
         self.slots, self.threads = workers, threads
-        self._dataset = dataset
+        self._setup = pickle.dumps(dataset)
         self._devices = [_worker_device(device, index) for index in range(workers)]
-        # spawn, not fork: a forked child would inherit the driver's threads and its lock on the run directory
-        self._context = multiprocessing.get_context("spawn")
         self._workers = [self._start(index) for index in range(workers)]
         self._stop_sent = False
 
     def _start(self, index: int) -> _Worker:
-        ours, theirs = self._context.Pipe()
-        process = self._context.Process(
-            target=_worker_main,
-            args=(theirs, self._dataset, self._devices[index], self.threads),
-            name=f"dnc-worker-{index}",
-            daemon=True,
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deepncheap.worker", self._devices[index], str(self.threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
         )
-        process.start()
-        theirs.close()
-        return _Worker(process, ours)
+        assert process.stdin is not None and process.stdout is not None
+        worker = _Worker(
+            process,
+            Connection(os.dup(process.stdin.fileno()), readable=False),
+            Connection(os.dup(process.stdout.fileno()), writable=False),
+        )
+        process.stdin.close()
+        process.stdout.close()
+        with contextlib.suppress(OSError):  # a worker that died at once is noticed in next_outcome
+            worker.send.send_bytes(self._setup)
+        return worker
 
     def submit(self, task: TrialTask) -> None:
         worker = next(w for w in self._workers if w.task is None)
         worker.task = task
         with contextlib.suppress(OSError):  # died while idle: noticed (and the task lost) in next_outcome
-            worker.connection.send_bytes(pickle.dumps(task))
+            worker.send.send_bytes(pickle.dumps(task))
 
     def next_outcome(self) -> TrialOutcome:
         while True:
@@ -159,71 +168,49 @@ class ProcessExecutor:
                 self._stop_sent = True
                 for worker in busy:
                     with contextlib.suppress(ProcessLookupError):
-                        os.kill(worker.process.pid, signal.SIGTERM)
-            ready = wait([w.connection for w in busy] + [w.process.sentinel for w in busy], timeout=POLL_S)
+                        worker.process.send_signal(signal.SIGTERM)
+            ready = wait([w.receive for w in busy], timeout=POLL_S)
             for worker in busy:
-                if worker.connection in ready:
-                    with contextlib.suppress(EOFError, OSError):
-                        outcome: TrialOutcome = pickle.loads(worker.connection.recv_bytes())
-                        worker.task = None
-                        return outcome
-                if worker.connection in ready or worker.process.sentinel in ready:
-                    return self._replace(worker)
+                if worker.receive in ready:
+                    try:
+                        outcome: TrialOutcome = pickle.loads(worker.receive.recv_bytes())
+                    except (EOFError, OSError):  # the pipe closed: the worker died
+                        return self._replace(worker)
+                    worker.task = None
+                    return outcome
 
     def _replace(self, worker: _Worker) -> TrialOutcome:
         """A worker died: start another in its place; its task is `lost`."""
         task = worker.task
         assert task is not None
-        worker.process.join(timeout=5)
-        code = worker.process.exitcode
-        worker.connection.close()
+        code = worker.process.wait()
+        worker.send.close()
+        worker.receive.close()
         index = self._workers.index(worker)
         self._workers[index] = self._start(index)
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         return TrialOutcome(task.trial_id, "lost", error=f"worker process died ({how})")
 
     def close(self) -> None:
+        for worker in self._workers:  # a closed stdin ends a worker between tasks
+            worker.send.close()
         for worker in self._workers:
-            worker.connection.close()
-        for worker in self._workers:
-            worker.process.join(timeout=2)
-            if worker.process.is_alive():
+            try:
+                worker.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
                 worker.process.kill()
-                worker.process.join()
+                worker.process.wait()
+            worker.receive.close()
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers]
 
 
 def _worker_device(device: torch.device, index: int) -> str:
     if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
         return f"cuda:{index % torch.cuda.device_count()}"
     return str(device)
-
-
-def _worker_main(connection: Connection, dataset: Dataset, device: str, threads: int) -> None:
-    """A worker process: load the data on its device once, then run the tasks it is sent until the driver
-    closes the pipe (or dies: the kernel then kills the worker too, on Linux)."""
-    _die_with_parent()
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C reaches the whole process group
-        signal.signal(stop_signal, lambda *_: STOP_REQUESTED.set())
-    torch.set_num_threads(threads)
-    data = DeviceData.from_dataset(dataset, torch.device(device))
-    while True:
-        try:
-            task: TrialTask = pickle.loads(connection.recv_bytes())
-        except (EOFError, OSError):
-            return
-        STOP_REQUESTED.clear()  # a stop concerns the trial that was running when it came
-        outcome = execute(task, data, input_shape=dataset.input_shape, num_outputs=dataset.num_outputs)
-        try:
-            connection.send_bytes(pickle.dumps(outcome))
-        except OSError:
-            return
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG); elsewhere a worker
-    ends when it next finds the pipe closed."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
 
 
 # --- Ray -------------------------------------------------------------------------------------------------

@@ -309,49 +309,72 @@ def run_dnc(runner: TrialRunner, space: SearchSpace) -> None:
 
 def run_bo_stage(runner: TrialRunner, space: SearchSpace, stage: str, *, base: dict[str, Any] | None) -> Trial:
     """Sobol prior points, then BO steps each training the candidate of highest expected improvement;
-    returns the stage's best trial. The GP sees a failed trial at the stage's worst objective so far. With
-    several workers, each step proposes for a free worker with the running trials as pending points."""
+    returns the stage's best trial. The GP sees a failed trial at the stage's worst objective so far.
+
+    With several workers a step proposes for whichever worker is free, with the running trials as pending
+    points (so it need not wait for the last prior points, only for one complete trial); with one worker
+    every proposal sees all the trials before it, as in the sequential search."""
     settings = runner.settings
     prior = space.sample(
         settings.prior_points, method="sobol", seed=derive_seed(settings.seed, stage, "prior"), stage=stage, base=base
     )
-    trials = runner.run_all([(config, stage, index) for index, config in enumerate(prior)])
+    terms = space.kernel(stage, reference=settings.bo_mode == "reference")
+    trials: list[Trial] = []
+    pending: dict[int, dict[str, Any]] = {}
+    for index in range(len(prior) + settings.bo_steps):
+        while pending and (not runner.free_slots() or (index >= len(prior) and not _complete(trials))):
+            trials.append(runner.wait())
+            pending.pop(trials[-1].stage_index)
+        if index < len(prior):
+            config = prior[index]
+        else:
+            _check_prior(runner, stage, trials)
+            config = runner.started_config(stage, index) or _propose(
+                runner, space, stage, index - len(prior), base=base, trials=trials, pending=pending, terms=terms
+            )
+        runner.start(config, stage=stage, index=index)
+        pending[index] = config
+    trials += runner.wait_all()
+    _check_prior(runner, stage, trials)
+    return _stage_best(trials)
+
+
+def _propose(
+    runner: TrialRunner,
+    space: SearchSpace,
+    stage: str,
+    step: int,
+    *,
+    base: dict[str, Any] | None,
+    trials: list[Trial],
+    pending: dict[int, dict[str, Any]],
+    terms: list[tuple[float, bo.Term]],
+) -> dict[str, Any]:
+    """The candidate of highest EI at BO step `step` of `stage`, given the trials that ended and the
+    configs still `pending` (running)."""
+    settings = runner.settings
+    candidates = space.sample(
+        settings.candidates, method="random", seed=derive_seed(settings.seed, stage, step), stage=stage, base=base
+    )
+    prior_points = [t for t in _complete(trials) if t.stage_index < settings.prior_points]
+    choice, _ = bo.propose(
+        space.encode(stage, [t.config for t in trials]),
+        observed_objectives(trials),
+        space.encode(stage, candidates),
+        terms,
+        mode=settings.bo_mode,
+        prior_mean=float(np.mean([t.objective for t in prior_points])) if prior_points else None,
+        pending=space.encode(stage, list(pending.values())) if pending else None,
+    )
+    return candidates[choice]
+
+
+def _check_prior(runner: TrialRunner, stage: str, trials: list[Trial]) -> None:
     if not _complete(trials):
         raise SearchFailedError(
             f"every prior point of the {stage} stage failed (see 'dnc show {runner.run_dir}'); "
             "check the errors there, e.g. narrow the lr range"
         )
-    prior_mean = float(np.mean([t.objective for t in _complete(trials)]))
-    terms = space.kernel(stage, reference=settings.bo_mode == "reference")
-    pending: dict[int, dict[str, Any]] = {}
-    for step in range(settings.bo_steps):
-        while not runner.free_slots():
-            trials.append(runner.wait())
-            pending.pop(trials[-1].stage_index)
-        index = len(prior) + step
-        config = runner.started_config(stage, index)
-        if config is None:
-            candidates = space.sample(
-                settings.candidates,
-                method="random",
-                seed=derive_seed(settings.seed, stage, step),
-                stage=stage,
-                base=base,
-            )
-            choice, _ = bo.propose(
-                space.encode(stage, [t.config for t in trials]),
-                observed_objectives(trials),
-                space.encode(stage, candidates),
-                terms,
-                mode=settings.bo_mode,
-                prior_mean=prior_mean,
-                pending=space.encode(stage, list(pending.values())) if pending else None,
-            )
-            config = candidates[choice]
-        runner.start(config, stage=stage, index=index)
-        pending[index] = config
-    trials += runner.wait_all()
-    return _stage_best(trials)
 
 
 def observed_objectives(trials: list[Trial]) -> np.ndarray:

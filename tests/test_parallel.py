@@ -2,7 +2,6 @@
 parallel search, and `--workers 1` being exactly the sequential search."""
 
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -19,6 +18,20 @@ from deepncheap.store import RunStore
 
 TINY_MLP = {"hidden_nodes": [16, 48], "num_hidden_layers": [1, 2], "batch_size": [64, 256], "lr": [1e-3, 1e-2]}
 DNC = str(Path(sys.executable).parent / "dnc")
+
+
+def worker_pids():
+    """The `deepncheap.worker` processes this test process started."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == os.getpid() and b"deepncheap.worker" in command:
+            pids.append(int(entry.name))
+    return pids
 
 
 def tiny_search(out, **options):
@@ -79,14 +92,14 @@ def test_a_killed_worker_process_is_replaced_and_its_trial_run_again(tmp_path, c
     def kill_a_busy_worker():  # SIGKILL one worker process once a trial is running
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
-            workers = [p for p in multiprocessing.active_children() if p.name.startswith("dnc-worker")]
+            workers = worker_pids()
             try:
                 running = (run / "store.sqlite").exists() and any(t.status == "running" for t in trials_of(run))
             except Exception:  # the store is being created
                 running = False
             if running and workers:
-                os.kill(workers[0].pid, signal.SIGKILL)
-                killed.append(workers[0].pid)
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
             time.sleep(0.01)
 
     killer = threading.Thread(target=kill_a_busy_worker)
