@@ -1,7 +1,7 @@
 """Parallel trials: the same Deep-n-Cheap search run serially, with 2 local worker processes, and on Ray.
 
 For each seed, one MLP search on digits (`--penalty params`, so the objective does not depend on timing; a
-fixed number of trainings: 5 prior points + 10 BO steps per BO stage and the dropout grid) runs
+fixed number of trainings: 15 prior points + 15 BO steps per BO stage (the CLI defaults) and the dropout grid) runs
   serial     `--executor serial` with torch's default CPU threads (what a user gets without options),
   workers2   `--workers 2` (two worker processes, one torch thread each; their start-up is timed),
   ray        `--executor ray --workers 2` on a local Ray instance started once before (`ray.init(num_cpus=2)`,
@@ -42,7 +42,7 @@ def run_search(mode: str, seed: int, epochs: int, root: Path) -> tuple[float, fl
     """(wall s, best objective, trainings) of one search."""
     start = time.perf_counter()
     result = deepncheap.search(
-        data="digits", network="mlp", penalty="params", wc=0.1, method="dnc", prior_points=5, bo_steps=10,
+        data="digits", network="mlp", penalty="params", wc=0.1, method="dnc", prior_points=15, bo_steps=15,
         epochs=epochs, seed=seed, out=root / f"{mode}-{seed}", verbose=False, **MODES[mode],
     )  # fmt: skip
     wall = time.perf_counter() - start
@@ -89,7 +89,8 @@ def report(rows: list[dict], args: argparse.Namespace, epochs: int, ray_init_s: 
     lines = [
         f"# parallel{' (quick)' if args.quick else ''}",
         "",
-        f"MLP on digits, `--penalty params`, w_c 0.1, 5 prior points + 10 BO steps per BO stage, {epochs} epochs per "
+        f"MLP on digits, `--penalty params`, w_c 0.1, 15 prior points + 15 BO steps per BO stage "
+        f"(the CLI defaults), {epochs} epochs per "
         f"training, {len({r['seed'] for r in rows})} seed(s); serial = torch's default threads, workers2 / ray = 2 "
         f"trials at once, 1 thread each. Local Ray start-up (not in the ray times): {ray_init_s:.1f} s.",
         "",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
-from scipy.stats import norm
+from scipy.special import ndtr
 from threadpoolctl import threadpool_limits
 
 OMEGA = 3.0  # the reference's distance scale ω for every hyperparameter
@@ -119,7 +119,7 @@ def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float, xi: flo
     improvement = best - xi - mean
     safe_std = np.where(std > 0, std, 1.0)
     z = improvement / safe_std
-    ei = improvement * norm.cdf(z) + safe_std * norm.pdf(z)
+    ei = improvement * ndtr(z) + safe_std * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)  # (scipy.stats: +0.7 s import)
     return np.where(std > 1e-12, np.maximum(ei, 0.0), np.maximum(improvement, 0.0))
 
 

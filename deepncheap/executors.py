@@ -38,6 +38,9 @@ class Executor(Protocol):
     slots: int
     threads: int
 
+    def load(self, dataset: Dataset) -> None:
+        """Make `dataset` available to the trials (once per search, before any submit)."""
+
     def submit(self, task: TrialTask) -> None:
         """Start `task` (the caller never submits more than `slots` tasks without taking an outcome)."""
 
@@ -50,7 +53,6 @@ class Executor(Protocol):
 
 def create_executor(
     kind: str,
-    dataset: Dataset,
     device: torch.device,
     *,
     workers: int | None,
@@ -59,16 +61,16 @@ def create_executor(
     gpus_per_trial: float | None,
     ray_address: str | None,
 ) -> Executor:
-    """The executor `kind` (`EXECUTORS`) for trials on `dataset`. `workers` (trials at once) defaults to
-    the CPUs (local, or of the Ray cluster) divided by `cpus_per_trial`."""
+    """The executor `kind` (`EXECUTORS`), started (worker processes launched, Ray connected) but without
+    data until `load`. `workers` (trials at once) defaults to the CPUs (local, or of the Ray cluster) divided
+    by `cpus_per_trial`."""
     if kind == "serial":
-        return SerialExecutor(dataset, device)
+        return SerialExecutor(device)
     if kind == "processes":
         workers = workers or max(1, (os.cpu_count() or 1) // cpus_per_trial)
-        return ProcessExecutor(dataset, device, workers=workers, threads=threads or cpus_per_trial)
+        return ProcessExecutor(device, workers=workers, threads=threads or cpus_per_trial)
     if kind == "ray":
         return RayExecutor(
-            dataset,
             workers=workers,
             cpus_per_trial=cpus_per_trial,
             gpus_per_trial=gpus_per_trial,
@@ -90,11 +92,15 @@ class SerialExecutor:
 
     slots = 1
 
-    def __init__(self, dataset: Dataset, device: torch.device):
-        self._dataset = dataset
-        self.data = DeviceData.from_dataset(dataset, device)
+    def __init__(self, device: torch.device):
+        self._device = device
         self.threads = torch.get_num_threads()
         self._task: TrialTask | None = None
+
+    def load(self, dataset: Dataset) -> None:
+        self._dataset = dataset
+        self.data = DeviceData.from_dataset(dataset, self._device)
+        self.threads = torch.get_num_threads()
 
     def submit(self, task: TrialTask) -> None:
         assert self._task is None, "the serial executor runs one task at a time"
@@ -129,12 +135,17 @@ class ProcessExecutor:
     inherit no open file (such as the run directory's lock), and talk to the driver over their stdin/stdout
     in pickled messages (the data once, then one task or outcome each)."""
 
-    def __init__(self, dataset: Dataset, device: torch.device, *, workers: int, threads: int):
+    def __init__(self, device: torch.device, *, workers: int, threads: int):
         self.slots, self.threads = workers, threads
-        self._setup = pickle.dumps(dataset)
+        self._setup = b""
         self._devices = [_worker_device(device, index) for index in range(workers)]
-        self._workers = [self._start(index) for index in range(workers)]
+        self._workers = [self._start(index) for index in range(workers)]  # they import torch side by side
         self._stop_sent = False
+
+    def load(self, dataset: Dataset) -> None:
+        self._setup = pickle.dumps(dataset)
+        for worker in self._workers:
+            self._send_setup(worker)
 
     def _start(self, index: int) -> _Worker:
         process = subprocess.Popen(
@@ -150,9 +161,12 @@ class ProcessExecutor:
         )
         process.stdin.close()
         process.stdout.close()
+        return worker
+
+    def _send_setup(self, worker: _Worker) -> None:
+        """The data, once (blocks until the worker has imported torch and reads it)."""
         with contextlib.suppress(OSError):  # a worker that died at once is noticed in next_outcome
             worker.send.send_bytes(self._setup)
-        return worker
 
     def submit(self, task: TrialTask) -> None:
         worker = next(w for w in self._workers if w.task is None)
@@ -188,23 +202,18 @@ class ProcessExecutor:
         worker.receive.close()
         index = self._workers.index(worker)
         self._workers[index] = self._start(index)
+        self._send_setup(self._workers[index])
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         return TrialOutcome(task.trial_id, "lost", error=f"worker process died ({how})")
 
     def close(self) -> None:
-        for worker in self._workers:  # a closed stdin ends a worker between tasks
-            worker.send.close()
+        """Kill the workers (an idle worker holds nothing; a busy one's trial is recorded by the driver)."""
         for worker in self._workers:
-            try:
-                worker.process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
+            worker.process.kill()
+        for worker in self._workers:
+            worker.process.wait()
+            worker.send.close()
             worker.receive.close()
-
-    @property
-    def pids(self) -> list[int]:
-        return [w.process.pid for w in self._workers]
 
 
 def _worker_device(device: torch.device, index: int) -> str:
@@ -224,7 +233,6 @@ class RayExecutor:
 
     def __init__(
         self,
-        dataset: Dataset,
         *,
         workers: int | None,
         cpus_per_trial: int,
@@ -250,11 +258,14 @@ class RayExecutor:
             gpus_per_trial = 1.0 if resources.get("GPU", 0) > 0 else 0.0
         self.threads = cpus_per_trial
         self.slots = workers or max(1, int(resources.get("CPU", 1) // cpus_per_trial))
-        self._dataset = ray.put(dataset)
+        self._dataset: Any = None
         self._device = "cuda" if gpus_per_trial > 0 else "cpu"
         self._remote = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=1)(_ray_trial)
         self._running: dict[Any, TrialTask] = {}
         self._stop_sent = False
+
+    def load(self, dataset: Dataset) -> None:
+        self._dataset = self._ray.put(dataset)  # once; every trial reads it from the object store
 
     def submit(self, task: TrialTask) -> None:
         ref = self._remote.remote(self._dataset, self._device, self.threads, task)

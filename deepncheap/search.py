@@ -65,7 +65,24 @@ def search(
     time_budget_s = parse_duration(time_budget)
     device = _check_device(settings.device)
     space = SearchSpace.create(settings.network, settings.space)
-    dataset = load_dataset(data, **_data_options(settings))
+    with opened(_executor(settings, device)) as executor:  # (its workers start while the data load)
+        dataset = load_dataset(data, **_data_options(settings))
+        return _new_run(dataset, data, settings, space, device, executor, out, overwrite, time_budget_s, verbose)
+
+
+def _new_run(
+    dataset: Dataset,
+    data: Any,
+    settings: SearchSettings,
+    space: SearchSpace,
+    device: torch.device,
+    executor: Executor,
+    out: str | Path | None,
+    overwrite: bool,
+    time_budget_s: float | None,
+    verbose: bool,
+) -> SearchResult:
+    """Create the run directory and its store, then drive the search."""
     default = rundir.default_run_name(dataset.name, settings.network)
     with rundir.new_run(out, default, overwrite=overwrite) as run_dir:
         torch.set_num_threads(settings.threads or torch.get_num_threads())
@@ -78,7 +95,7 @@ def search(
             "space": space.to_dict(),
         }
         with RunStore.create(run_dir, stored) as store:
-            return _drive(OpenRun(store, run_dir, settings, space, dataset, device), time_budget_s, verbose)
+            return _drive(OpenRun(store, run_dir, settings, space, dataset, executor), time_budget_s, verbose)
 
 
 def resume(
@@ -106,11 +123,24 @@ def resume(
             store.put("settings", stored | changes)
         space = SearchSpace.from_dict(stored["space"])
         device = _check_device(stored["device"])
-        dataset = load_dataset(_resume_source(stored, data), **_data_options(settings))
-        _check_same_data(dataset, stored["data"], path)
-        torch.set_num_threads(int(stored["threads"]))
-        store.mark_interrupted()
-        return _drive(OpenRun(store, path, settings, space, dataset, device), time_budget_s, verbose)
+        with opened(_executor(settings, device)) as executor:
+            dataset = load_dataset(_resume_source(stored, data), **_data_options(settings))
+            _check_same_data(dataset, stored["data"], path)
+            torch.set_num_threads(int(stored["threads"]))
+            store.mark_interrupted()
+            return _drive(OpenRun(store, path, settings, space, dataset, executor), time_budget_s, verbose)
+
+
+def _executor(settings: SearchSettings, device: torch.device) -> Executor:
+    return create_executor(
+        settings.executor,
+        device,
+        workers=settings.workers,
+        threads=settings.threads,
+        cpus_per_trial=settings.cpus_per_trial,
+        gpus_per_trial=settings.gpus_per_trial,
+        ray_address=settings.ray_address,
+    )
 
 
 @dataclass(frozen=True)
@@ -122,7 +152,7 @@ class OpenRun:
     settings: SearchSettings
     space: SearchSpace
     dataset: Dataset
-    device: torch.device
+    executor: Executor  # (closed by the caller)
 
 
 def _drive(run: OpenRun, time_budget_s: float | None, verbose: bool) -> SearchResult:
@@ -134,17 +164,9 @@ def _drive(run: OpenRun, time_budget_s: float | None, verbose: bool) -> SearchRe
     with SearchProgress(planned_trials(space, settings), enabled=verbose) as progress:
         progress.note(f"run directory: {run_dir}")
         runner: TrialRunner | None = None
-        executor = create_executor(
-            settings.executor,
-            run.dataset,
-            run.device,
-            workers=settings.workers,
-            threads=settings.threads,
-            cpus_per_trial=settings.cpus_per_trial,
-            gpus_per_trial=settings.gpus_per_trial,
-            ray_address=settings.ray_address,
-        )
+        executor = run.executor
         try:
+            executor.load(run.dataset)
             if executor.slots > 1:
                 progress.note(
                     f"{executor.slots} trials at once ({settings.executor}, {executor.threads} thread(s) each)"
@@ -157,7 +179,6 @@ def _drive(run: OpenRun, time_budget_s: float | None, verbose: bool) -> SearchRe
             else:
                 run_joint(runner, space)
             state, reason = "finished", None
-            assert runner is not None
         except BudgetReached as stop:
             assert runner is not None
             runner.finish_running()
@@ -166,22 +187,19 @@ def _drive(run: OpenRun, time_budget_s: float | None, verbose: bool) -> SearchRe
             if runner is not None:
                 runner.abandon_running()
                 _write_outputs(runner, retrain_weights=False)
-            executor.close()
             store.set_state("interrupted", "Ctrl-C or SIGTERM")
             raise SearchInterrupted(run_dir) from None
-        except BaseException as exc:
-            executor.close()
-            if isinstance(exc, SearchFailedError):
-                artifacts.write_trials_csv(store, run_dir)
-                store.set_state("failed", str(exc))
+        except SearchFailedError as exc:
+            artifacts.write_trials_csv(store, run_dir)
+            store.set_state("failed", str(exc))
             raise
-        with opened(executor):
-            if runner.best is None:
-                store.set_state("failed", "every trial failed")
-                raise SearchFailedError(
-                    f"every trial failed (see 'dnc show {run_dir}'); check the errors there, e.g. lower the lr range"
-                )
-            _write_outputs(runner, retrain_weights=True)
+        assert runner is not None
+        if runner.best is None:
+            store.set_state("failed", "every trial failed")
+            raise SearchFailedError(
+                f"every trial failed (see 'dnc show {run_dir}'); check the errors there, e.g. lower the lr range"
+            )
+        _write_outputs(runner, retrain_weights=True)
         store.set_state(state, reason)
         if state == "stopped":
             progress.note(f"stopped by {reason} after {runner.count} trials; continue with: dnc resume {run_dir}")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import qmc
 
 from deepncheap.bo import LayersTerm, ScalarTerm, Term
 from deepncheap.errors import SpaceError
@@ -352,6 +351,7 @@ def unit_points(n: int, dimension: int, *, method: str, seed: int) -> np.ndarray
     rng = np.random.default_rng(seed)
     if method == "random":
         return rng.random((n, dimension))
+    from scipy.stats import qmc  # (imported here: scipy.stats takes 0.7 s, and trial workers never sample)
     with warnings.catch_warnings():  # n need not be a power of 2 for our use
         warnings.simplefilter("ignore", UserWarning)
         return qmc.Sobol(dimension, scramble=True, seed=rng).random(n)
