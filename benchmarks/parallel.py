@@ -13,7 +13,7 @@ pending trials should not make the search clearly worse (negative: better).
 Last line: `workers2_over_serial=R1 ray_over_serial=R2 best_delta_median=D` (ratios of the summed wall times).
 Writes benchmarks/results/parallel.md and parallel.csv; `--quick` (1 seed, 5 epochs) parallel_quick.*.
 
-    .venv/bin/python benchmarks/parallel.py [--seeds 3] [--epochs 10] [--quick]
+    .venv/bin/python benchmarks/parallel.py [--seeds 3] [--epochs 30] [--quick]
 
 Needs the `ray` extra (installed by `make test`).
 """
@@ -54,7 +54,7 @@ def run_search(mode: str, seed: int, epochs: int, root: Path) -> tuple[float, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help="1 seed, 5 epochs")
     args = parser.parse_args()
     seeds, epochs = (1, 5) if args.quick else (args.seeds, args.epochs)

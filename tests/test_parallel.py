@@ -20,18 +20,10 @@ TINY_MLP = {"hidden_nodes": [16, 48], "num_hidden_layers": [1, 2], "batch_size":
 DNC = str(Path(sys.executable).parent / "dnc")
 
 
-def worker_pids():
-    """The `deepncheap.worker` processes this test process started."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == os.getpid() and b"deepncheap.worker" in command:
-            pids.append(int(entry.name))
-    return pids
+def worker_pids(parent=None):
+    """The `deepncheap.worker` processes started by `parent` (this test process by default)."""
+    parent = os.getpid() if parent is None else parent
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _child_worker(p, parent)]
 
 
 def tiny_search(out, **options):
@@ -183,3 +175,48 @@ def test_parallel_settings_are_checked_at_the_edge(tmp_path):
         tiny_search(tmp_path / "c", workers=2, ray_address="10.0.0.1:6379")
     with pytest.raises(SettingsError, match="--workers must be an integer >= 1"):
         tiny_search(tmp_path / "d", executor="processes", workers=0)
+
+
+def test_sigterm_stops_every_running_trial_of_a_parallel_search_and_resume_finishes(tmp_path):
+    run = tmp_path / "run"
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(TINY_MLP))
+    options = [
+        "--data", "digits", "--network", "mlp", "--penalty", "params", "--prior-points", "3", "--bo-steps", "1",
+        "--epochs", "150", "--space", str(space), "--workers", "2", "--max-trials", "4",
+    ]  # fmt: skip
+    driver = subprocess.Popen([DNC, "search", *options, "--out", str(run)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and driver.poll() is None:  # two trials running side by side
+            try:
+                if sum(t.status == "running" for t in trials_of(run)) == 2:
+                    break
+            except Exception:  # not created yet
+                pass
+            time.sleep(0.05)
+        workers = worker_pids(driver.pid)
+        driver.send_signal(signal.SIGTERM)
+        _, err = driver.communicate(timeout=60)
+    finally:
+        driver.kill()
+    assert driver.returncode == 130, err
+    assert "stopping at the end of this epoch" in err and f"continue with: dnc resume {run}" in err
+    assert len(workers) == 2 and not any(Path(f"/proc/{pid}").exists() for pid in workers)  # none left behind
+    statuses = [t.status for t in trials_of(run)]
+    assert statuses.count("interrupted") >= 1 and "running" not in statuses
+    with RunStore.open(run) as store:
+        assert store.state["state"] == "interrupted"
+
+    done = subprocess.run([DNC, "resume", str(run), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    complete = [(t.stage, t.stage_index) for t in trials_of(run) if t.status == "complete"]
+    assert len(complete) == len(set(complete)) == 4
+
+
+def _child_worker(proc: Path, parent: int) -> bool:
+    try:
+        ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        return ppid == parent and b"deepncheap.worker" in (proc / "cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return False
