@@ -36,7 +36,10 @@ class Executor(Protocol):
     """Runs trial tasks; at most `slots` at once, each with `threads` torch CPU threads."""
 
     slots: int
-    threads: int
+
+    @property
+    def threads(self) -> int:
+        """Torch CPU threads of each trial."""
 
     def load(self, dataset: Dataset) -> None:
         """Make `dataset` available to the trials (once per search, before any submit)."""
@@ -94,13 +97,15 @@ class SerialExecutor:
 
     def __init__(self, device: torch.device):
         self._device = device
-        self.threads = torch.get_num_threads()
         self._task: TrialTask | None = None
+
+    @property
+    def threads(self) -> int:
+        return torch.get_num_threads()
 
     def load(self, dataset: Dataset) -> None:
         self._dataset = dataset
         self.data = DeviceData.from_dataset(dataset, self._device)
-        self.threads = torch.get_num_threads()
 
     def submit(self, task: TrialTask) -> None:
         assert self._task is None, "the serial executor runs one task at a time"

@@ -91,7 +91,7 @@ def _new_run(
             "data_source": _source_name(data),
             "task": dataset.task,
             "device": str(device),
-            "threads": torch.get_num_threads(),
+            "threads": executor.threads,  # each trial's torch threads: replayed as `--threads` on resume
             "space": space.to_dict(),
         }
         with RunStore.create(run_dir, stored) as store:

@@ -183,7 +183,7 @@ def test_sigterm_stops_every_running_trial_of_a_parallel_search_and_resume_finis
     space.write_text(json.dumps(TINY_MLP))
     options = [
         "--data", "digits", "--network", "mlp", "--penalty", "params", "--prior-points", "3", "--bo-steps", "1",
-        "--epochs", "150", "--space", str(space), "--workers", "2", "--max-trials", "4",
+        "--epochs", "60", "--space", str(space), "--workers", "2", "--max-trials", "4",
     ]  # fmt: skip
     driver = subprocess.Popen([DNC, "search", *options, "--out", str(run)], stderr=subprocess.PIPE, text=True)
     try:
@@ -212,6 +212,7 @@ def test_sigterm_stops_every_running_trial_of_a_parallel_search_and_resume_finis
     assert done.returncode == 0, done.stderr
     complete = [(t.stage, t.stage_index) for t in trials_of(run) if t.status == "complete"]
     assert len(complete) == len(set(complete)) == 4
+    assert {t.threads for t in trials_of(run)} == {1}  # the resumed workers keep one thread each
 
 
 def _child_worker(proc: Path, parent: int) -> bool:
