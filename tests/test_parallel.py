@@ -105,26 +105,40 @@ def test_a_killed_worker_process_is_replaced_and_its_trial_run_again(tmp_path, c
     check_parallel_run(run, workers=2)
 
 
-def test_resume_of_a_killed_parallel_search_loses_nothing(tmp_path):
-    run = tmp_path / "run"
-    space = tmp_path / "space.json"
+def start_cli_search(tmp_path, *options):
+    """`dnc search` of the tiny space with two worker processes, as a subprocess: (run directory, process)."""
+    run, space = tmp_path / "run", tmp_path / "space.json"
     space.write_text(json.dumps(TINY_MLP))
-    options = [
-        "--data", "digits", "--network", "mlp", "--penalty", "params", "--prior-points", "3", "--bo-steps", "3",
-        "--epochs", "4", "--space", str(space), "--workers", "2", "--quiet",
+    command = [
+        DNC, "search", "--data", "digits", "--network", "mlp", "--penalty", "params", "--prior-points", "3",
+        "--space", str(space), "--workers", "2", "--out", str(run), *options,
     ]  # fmt: skip
-    driver = subprocess.Popen([DNC, "search", *options, "--out", str(run)], stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and driver.poll() is None:  # kill once 4 trials are done and 1+ running
-            if (run / "store.sqlite").exists():
-                try:
-                    trials = trials_of(run)
-                except Exception:
-                    trials = []
-                if sum(t.status == "complete" for t in trials) >= 4 and any(t.status == "running" for t in trials):
-                    break
-            time.sleep(0.02)
+    return run, subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(run, process, condition, timeout=120):
+    """Poll the store of the running search until `condition(trials)` holds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if condition(trials_of(run)):
+                return
+        except Exception:  # the store is not created yet
+            pass
+        time.sleep(0.02)
+    raise AssertionError("the search never got there")
+
+
+def test_resume_of_a_killed_parallel_search_loses_nothing(tmp_path):
+    run, driver = start_cli_search(tmp_path, "--bo-steps", "3", "--epochs", "4", "--quiet")
+    try:  # kill once 4 trials are done and one or two are running
+        wait_until(
+            run,
+            driver,
+            lambda trials: (
+                sum(t.status == "complete" for t in trials) >= 4 and any(t.status == "running" for t in trials)
+            ),
+        )
         driver.send_signal(signal.SIGKILL)
     finally:
         driver.wait()
@@ -178,23 +192,9 @@ def test_parallel_settings_are_checked_at_the_edge(tmp_path):
 
 
 def test_sigterm_stops_every_running_trial_of_a_parallel_search_and_resume_finishes(tmp_path):
-    run = tmp_path / "run"
-    space = tmp_path / "space.json"
-    space.write_text(json.dumps(TINY_MLP))
-    options = [
-        "--data", "digits", "--network", "mlp", "--penalty", "params", "--prior-points", "3", "--bo-steps", "1",
-        "--epochs", "60", "--space", str(space), "--workers", "2", "--max-trials", "4",
-    ]  # fmt: skip
-    driver = subprocess.Popen([DNC, "search", *options, "--out", str(run)], stderr=subprocess.PIPE, text=True)
+    run, driver = start_cli_search(tmp_path, "--bo-steps", "1", "--epochs", "60", "--max-trials", "4")
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and driver.poll() is None:  # two trials running side by side
-            try:
-                if sum(t.status == "running" for t in trials_of(run)) == 2:
-                    break
-            except Exception:  # not created yet
-                pass
-            time.sleep(0.05)
+        wait_until(run, driver, lambda trials: sum(t.status == "running" for t in trials) == 2)  # side by side
         workers = worker_pids(driver.pid)
         driver.send_signal(signal.SIGTERM)
         _, err = driver.communicate(timeout=60)
@@ -221,3 +221,12 @@ def _child_worker(proc: Path, parent: int) -> bool:
         return ppid == parent and b"deepncheap.worker" in (proc / "cmdline").read_bytes()
     except (OSError, ValueError, IndexError):
         return False
+
+
+def test_the_ray_executor_without_ray_installed_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError, as without the extra
+    with pytest.raises(
+        SettingsError, match=r"--executor ray needs Ray; install it with: pip install 'deepncheap\[ray\]'"
+    ):
+        tiny_search(tmp_path / "run", executor="ray", workers=2)
+    assert not (tmp_path / "run").exists()  # refused before any run directory is made
