@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from deepncheap.errors import SettingsError
 from deepncheap.settings import EXECUTORS
 from deepncheap.train import STOP_REQUESTED, DeviceData
 from deepncheap.trial import TrialOutcome, TrialTask, execute
+from deepncheap.worker import pack_data, pack_task, unpack_outcome
 
 POLL_S = 0.2  # how often a waiting driver looks at the stop flag
 
@@ -138,17 +138,19 @@ class ProcessExecutor:
 
     Workers are fresh interpreters (not multiprocessing children): they never re-run the user's script,
     inherit no open file (such as the run directory's lock), and talk to the driver over their stdin/stdout
-    in pickled messages (the data once, then one task or outcome each)."""
+    in JSON + safetensors messages (`worker.pack`: the data once, then one task or outcome each)."""
 
     def __init__(self, device: torch.device, *, workers: int, threads: int):
         self.slots, self.threads = workers, threads
         self._setup = b""
+        self._shape: tuple[tuple[int, ...], int] = ((), 0)  # input shape, outputs: to rebuild the models received
         self._devices = [_worker_device(device, index) for index in range(workers)]
         self._workers = [self._start(index) for index in range(workers)]  # they import torch side by side
         self._stop_sent = False
 
     def load(self, dataset: Dataset) -> None:
-        self._setup = pickle.dumps(dataset)
+        self._setup = pack_data(dataset)
+        self._shape = (dataset.input_shape, dataset.num_outputs)
         for worker in self._workers:
             self._send_setup(worker)
 
@@ -177,7 +179,7 @@ class ProcessExecutor:
         worker = next(w for w in self._workers if w.task is None)
         worker.task = task
         with contextlib.suppress(OSError):  # died while idle: noticed (and the task lost) in next_outcome
-            worker.send.send_bytes(pickle.dumps(task))
+            worker.send.send_bytes(pack_task(task))
 
     def next_outcome(self) -> TrialOutcome:
         while True:
@@ -190,11 +192,12 @@ class ProcessExecutor:
                         worker.process.send_signal(signal.SIGTERM)
             ready = wait([w.receive for w in busy], timeout=POLL_S)
             for worker in busy:
-                if worker.receive in ready:
+                if worker.receive in ready and worker.task is not None:
                     try:
-                        outcome: TrialOutcome = pickle.loads(worker.receive.recv_bytes())
+                        message = worker.receive.recv_bytes()
                     except (EOFError, OSError):  # the pipe closed: the worker died
                         return self._replace(worker)
+                    outcome = unpack_outcome(message, worker.task.config, *self._shape)
                     worker.task = None
                     return outcome
 

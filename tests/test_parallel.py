@@ -230,3 +230,30 @@ def test_the_ray_executor_without_ray_installed_names_the_extra(tmp_path, monkey
     ):
         tiny_search(tmp_path / "run", executor="ray", workers=2)
     assert not (tmp_path / "run").exists()  # refused before any run directory is made
+
+
+def test_worker_messages_carry_measurements_and_weights_as_json_and_safetensors():
+    import torch
+
+    from deepncheap.data import load_dataset
+    from deepncheap.space import SearchSpace
+    from deepncheap.train import DeviceData
+    from deepncheap.trial import TrialTask, execute
+    from deepncheap.worker import pack_outcome, pack_task, unpack, unpack_outcome
+
+    dataset = load_dataset("digits", network="mlp")
+    config = SearchSpace.create("mlp").default_config(depth=1, widths=[24])
+    task = TrialTask(7, config, seed=3, epochs=2)
+    assert unpack(pack_task(task))[0] == {"trial_id": 7, "config": config, "seed": 3, "epochs": 2}
+    sent = execute(task, DeviceData.from_dataset(dataset, torch.device("cpu")), input_shape=(64,), num_outputs=10)
+    message = pack_outcome(sent)
+    header, tensors = unpack(message)  # a JSON header and safetensors: nothing is unpickled
+    assert header["status"] == "complete" and set(tensors) == set(sent.measured.model.state_dict())
+    received = unpack_outcome(message, config, (64,), 10)
+    assert received.measured.training.val_curve == sent.measured.training.val_curve
+    assert received.measured.n_params == sent.measured.n_params
+    for key, value in sent.measured.model.state_dict().items():
+        assert torch.equal(received.measured.model.state_dict()[key], value)
+    x = torch.from_numpy(dataset.x_val[:5])
+    sent.measured.model.eval(), received.measured.model.eval()
+    assert torch.equal(received.measured.model(x), sent.measured.model(x))  # the same network, rebuilt
