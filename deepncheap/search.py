@@ -452,8 +452,6 @@ class _Running:
     """A trial handed to the executor: what it is, when it started, how often its worker died under it."""
 
     task: TrialTask
-    stage: str
-    index: int
     started: float
     losses: int = 0
 
@@ -488,11 +486,6 @@ class TrialRunner:
         taken again: proposals made beside running trials cannot be replayed). None with one worker, whose
         proposals replay exactly (and are checked against the store)."""
         return self.started.get((stage, index)) if self.executor.slots > 1 else None
-
-    def run(self, config: dict[str, Any], *, stage: str, index: int) -> Trial:
-        """Trial `index` of `stage` with `config`, start to end (nothing else may be running)."""
-        self.start(config, stage=stage, index=index)
-        return self.wait()
 
     def run_all(self, items: list[tuple[dict[str, Any], str, int]]) -> list[Trial]:
         """The (config, stage, index) trials, as many at once as the executor runs; in the items' order."""
@@ -535,7 +528,7 @@ class TrialRunner:
                 threads=self.executor.threads,
             )
             task = TrialTask(trial_id, config, trial_seed(self.settings.seed, stage, index), self.settings.epochs)
-            self.running[trial_id] = _Running(task, stage, index, time.perf_counter())
+            self.running[trial_id] = _Running(task, time.perf_counter())
             self.executor.submit(task)
         self.count += 1
 
