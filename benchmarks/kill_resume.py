@@ -41,10 +41,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from results_file import write_results  # (benchmarks/ is on sys.path: the scripts run as files)
+
 from deepncheap.store import STORE_NAME, IncompleteStore, RunStore
 
 DNC = Path(sys.executable).parent / "dnc"
-RESULTS = Path(__file__).resolve().parent / "results"
 SPACE = "hidden_nodes: [20, 128]\nbatch_size: [32, 256]\n"
 PROCESS_LIMIT_S = 300  # a process that runs on its own (no kill planned) longer than this is a hang
 
@@ -362,12 +363,12 @@ def main() -> None:
     print("\n".join(lines))
     print(summary)
 
-    RESULTS.mkdir(exist_ok=True)
-    name = "kill_resume_quick.md" if args.quick else "kill_resume.md"
     command_line = " ".join(["benchmarks/kill_resume.py", *sys.argv[1:]])
-    (RESULTS / name).write_text(
+    write_results(
+        "kill_resume",
         f"# kill_resume.py\n\n`.venv/bin/python {command_line}` on {datetime.now():%Y-%m-%d %H:%M} "
-        f"(2-core CPU, shared).\n\n```text\n" + "\n".join(lines) + f"\n```\n\n{summary}\n"
+        f"(2-core CPU, shared).\n\n```text\n" + "\n".join(lines) + f"\n```\n\n{summary}\n",
+        quick=args.quick,
     )
 
 

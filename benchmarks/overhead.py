@@ -18,13 +18,13 @@ benchmarks/results/overhead.md and overhead.csv.
 
 from __future__ import annotations
 
-import csv
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from results_file import write_results  # (benchmarks/ is on sys.path: the scripts run as files)
 
 import deepncheap
 from deepncheap import bo
@@ -32,7 +32,6 @@ from deepncheap.space import SearchSpace, derive_seed, read_space_file
 from deepncheap.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 OBSERVATIONS = (30, 100, 300)
 CANDIDATES = 1000
 
@@ -109,13 +108,8 @@ def main() -> None:
     lines.append(summary)
     text = "\n".join(lines) + "\n"
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "overhead.md").write_text(text)
-    with open(RESULTS / "overhead.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["measure", "value"])
-        writer.writerows(split.items())
-        writer.writerows((f"proposal_s_{n}", s) for n, s in proposals.items())
+    rows = [*split.items(), *((f"proposal_s_{n}", s) for n, s in proposals.items())]
+    write_results("overhead", text, header=["measure", "value"], rows=rows)
 
 
 if __name__ == "__main__":

@@ -21,16 +21,16 @@ Needs the `ray` extra (installed by `make test`).
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_results  # (benchmarks/ is on sys.path: the scripts run as files)
+
 import deepncheap
 from deepncheap.store import RunStore
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MODES = {
     "serial": {"executor": "serial"},
     "workers2": {"executor": "processes", "workers": 2},
@@ -116,13 +116,8 @@ def report(rows: list[dict], args: argparse.Namespace, epochs: int, ray_init_s: 
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    name = "parallel_quick" if args.quick else "parallel"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.md").write_text(text)
-    with open(RESULTS / f"{name}.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["seed", "mode", "trainings", "wall_s", "best"])
-        writer.writeheader()
-        writer.writerows({k: r[k] for k in writer.fieldnames} for r in rows)
+    header = ["seed", "mode", "trainings", "wall_s", "best"]
+    write_results("parallel", text, quick=args.quick, header=header, rows=([r[k] for k in header] for r in rows))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ thread, so that methods are timed alike.
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import write_results  # (benchmarks/ is on sys.path: the scripts run as files)
 
 import deepncheap
 from deepncheap.data import load_dataset
@@ -45,7 +45,6 @@ QUICK_TASKS = ("digits", "breast_cancer")
 WEIGHTS = (0.0, 0.1)
 METHODS = ("dnc", "dnc_reference", "random", "sobol", "tpe", "optuna_gp")
 CHECKPOINTS = (5, 10, 15, 20)
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @dataclass
@@ -203,15 +202,17 @@ def report(outcomes: list[Outcome], tasks: tuple[str, ...], args: argparse.Names
     lines.append(summary)
     text = "\n".join(lines) + "\n"
     print(text)
-    name = "search_efficiency_quick" if args.quick else "search_efficiency"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.md").write_text(text)
-    with open(RESULTS / f"{name}.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["task", "wc", "method", "seed", "training", "best_so_far", "wall_s"])
-        for o in outcomes:
-            for index, value in enumerate(o.curve, start=1):
-                writer.writerow([o.task, o.wc, o.method, o.seed, index, value, round(o.wall_s, 3)])
+    write_results(
+        "search_efficiency",
+        text,
+        quick=args.quick,
+        header=["task", "wc", "method", "seed", "training", "best_so_far", "wall_s"],
+        rows=(
+            [o.task, o.wc, o.method, o.seed, index, value, round(o.wall_s, 3)]
+            for o in outcomes
+            for index, value in enumerate(o.curve, start=1)
+        ),
+    )
 
 
 if __name__ == "__main__":

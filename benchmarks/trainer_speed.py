@@ -27,7 +27,6 @@ Writes benchmarks/results/trainer_speed.md (summary line last) and trainer_speed
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from results_file import write_results  # (benchmarks/ is on sys.path: the scripts run as files)
 from torch import nn
 
 from deepncheap.data import load_dataset
@@ -46,7 +46,6 @@ from deepncheap.models import build_model
 from deepncheap.space import SearchSpace
 from deepncheap.train import DeviceData, seed_everything, train
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BATCH_SIZES = (32, 128, 512)
 CNN_CHANNELS = [32, 32, 64, 64]
 MLP_NODES = [256, 256]
@@ -328,26 +327,22 @@ def main() -> None:
     print("\n".join(lines))
     print(summary)
 
-    RESULTS.mkdir(exist_ok=True)
-    name = "trainer_speed_quick" if args.quick else "trainer_speed"
     command_line = " ".join(["benchmarks/trainer_speed.py", *sys.argv[1:]])
-    (RESULTS / f"{name}.md").write_text(
+    write_results(
+        "trainer_speed",
         f"# trainer_speed.py\n\n`.venv/bin/python {command_line}` on {datetime.now():%Y-%m-%d %H:%M}.\n\n"
         + "\n".join(lines)
-        + f"\n\n{summary}\n"
-    )
-    with open(RESULTS / f"{name}.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            ["network", "batch_size", "repeat", "slot", "method", "samples_per_epoch", "epoch_times_s",
-             "mean_epoch_s_after_first", "samples_per_s"]
-        )  # fmt: skip
-        for c in cases:
-            for r in sorted(c.ours + c.hand, key=lambda r: (r.repeat, r.slot)):
-                writer.writerow(
-                    [r.network, r.batch_size, r.repeat, r.slot, r.method, r.samples,
-                     " ".join(f"{t:.6f}" for t in r.epoch_times_s), f"{r.mean_epoch_s:.6f}", f"{r.samples_per_s:.1f}"]
-                )  # fmt: skip
+        + f"\n\n{summary}\n",
+        quick=args.quick,
+        header=["network", "batch_size", "repeat", "slot", "method", "samples_per_epoch", "epoch_times_s",
+                "mean_epoch_s_after_first", "samples_per_s"],
+        rows=(
+            [r.network, r.batch_size, r.repeat, r.slot, r.method, r.samples,
+             " ".join(f"{t:.6f}" for t in r.epoch_times_s), f"{r.mean_epoch_s:.6f}", f"{r.samples_per_s:.1f}"]
+            for c in cases
+            for r in sorted(c.ours + c.hand, key=lambda r: (r.repeat, r.slot))
+        ),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
