@@ -158,3 +158,19 @@ def test_core_stage_trains_with_the_reference_defaults_or_the_architecture_stage
     (ours,) = space.sample(1, stage="core", seed=0, base=space.architecture_stage_training())
     assert (ours["lr"], ours["batch_size"], ours["weight_decay"]) == (1e-2, 48, 0.0)
     assert {k: v for k, v in ours.items() if k not in ("lr",)} == {k: v for k, v in reference.items() if k != "lr"}
+
+
+@pytest.mark.parametrize("name", ["bn_fracs", "do_fracs"])
+def test_fractions_are_in_the_closed_unit_interval(name):
+    assert getattr(SearchSpace.create("cnn", {name: [0, 0.5, 1]}), name) == (0.0, 0.5, 1.0)
+    for bad in (1.5, 1.01, -0.1):
+        with pytest.raises(SpaceError, match=r"\[0, 1\]"):
+            SearchSpace.create("cnn", {name: [0.5, bad]})
+
+
+@pytest.mark.parametrize("name", ["input_drop_probs", "drop_probs", "drop_probs_mlp"])
+def test_probabilities_are_in_the_half_open_unit_interval(name):
+    assert getattr(SearchSpace.create("cnn", {name: [0, 0.99]}), name) == (0.0, 0.99)
+    for bad in (1, 1.5, -0.1):
+        with pytest.raises(SpaceError, match=r"\[0, 1\)"):
+            SearchSpace.create("cnn", {name: [0.5, bad]})

@@ -108,9 +108,10 @@ def _parse_choices(name: str, value: Any) -> tuple[Any, ...]:
     if not choices:
         raise SpaceError(f"{name} is an empty list; give at least one choice")
     if name in _FRACTION_CHOICES or name in _PROBABILITY_CHOICES:
+        fraction = name in _FRACTION_CHOICES
         for v in choices:
-            if not is_number(v) or not 0 <= v < 1 + (name in ("bn_fracs", "do_fracs")):
-                limit = "[0, 1]" if name in _FRACTION_CHOICES else "[0, 1)"
+            if not is_number(v) or not (0 <= v <= 1 if fraction else 0 <= v < 1):
+                limit = "[0, 1]" if fraction else "[0, 1)"
                 raise SpaceError(f"{name} takes numbers in {limit}, got {v!r}; e.g. {name}: [0.1, 0.2]")
         return tuple(float(v) for v in choices)
     if name == "downsampling":
