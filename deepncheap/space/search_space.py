@@ -65,6 +65,24 @@ class SearchSpace:
                 f"{self.channels_upper}; lower channels_first or raise channels_upper"
             )
 
+    def bounded_by_training_set(self, n_train: int) -> tuple[SearchSpace, str | None]:
+        """The space with the batch-size range clipped to `n_train` samples, and a one-line note for the user.
+
+        Both bounds are clipped (a batch cannot hold more samples than the training set); the note says what
+        changed, and is None (with the space itself) when the training set already holds the largest batch.
+        """
+        if n_train < 1:
+            raise ValueError(f"the training set must hold at least 1 sample, got {n_train}")
+        low, high = self.batch_size
+        if high <= n_train:
+            return self, None
+        bounded = (min(low, n_train), n_train)
+        note = (
+            f"batch_size range [{low}, {high}] bounded to [{bounded[0]}, {bounded[1]}]: "
+            f"the training set has {n_train} sample{'s' if n_train > 1 else ''}"
+        )
+        return replace(self, batch_size=bounded), note
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form, stored with the run."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
