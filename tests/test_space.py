@@ -158,3 +158,47 @@ def test_core_stage_trains_with_the_reference_defaults_or_the_architecture_stage
     (ours,) = space.sample(1, stage="core", seed=0, base=space.architecture_stage_training())
     assert (ours["lr"], ours["batch_size"], ours["weight_decay"]) == (1e-2, 48, 0.0)
     assert {k: v for k, v in ours.items() if k not in ("lr",)} == {k: v for k, v in reference.items() if k != "lr"}
+
+
+@pytest.mark.parametrize("name", ["bn_fracs", "do_fracs"])
+def test_fractions_are_in_the_closed_unit_interval(name):
+    assert getattr(SearchSpace.create("cnn", {name: [0, 0.5, 1]}), name) == (0.0, 0.5, 1.0)
+    for bad in (1.5, 1.01, -0.1):
+        with pytest.raises(SpaceError, match=r"\[0, 1\]"):
+            SearchSpace.create("cnn", {name: [0.5, bad]})
+
+
+@pytest.mark.parametrize("name", ["input_drop_probs", "drop_probs", "drop_probs_mlp"])
+def test_probabilities_are_in_the_half_open_unit_interval(name):
+    assert getattr(SearchSpace.create("cnn", {name: [0, 0.99]}), name) == (0.0, 0.99)
+    for bad in (1, 1.5, -0.1):
+        with pytest.raises(SpaceError, match=r"\[0, 1\)"):
+            SearchSpace.create("cnn", {name: [0.5, bad]})
+
+
+def test_batch_size_bounded_by_the_training_set():
+    space = SearchSpace.create("mlp")
+    bounded, note = space.bounded_by_training_set(120)
+    assert bounded.batch_size == (32, 120)
+    assert note == "batch_size range [32, 512] bounded to [32, 120]: the training set has 120 samples"
+    assert bounded == SearchSpace.create("mlp", {"batch_size": [32, 120]})  # nothing else changed
+    assert all(c["batch_size"] <= 120 for c in bounded.sample(50, method="random", seed=0))
+    assert bounded.default_config(depth=1, widths=[20])["batch_size"] == 120  # the default 256, clipped
+    assert SearchSpace.from_dict(bounded.to_dict()) == bounded
+
+
+def test_batch_size_bounded_below_the_lower_bound():
+    bounded, note = SearchSpace.create("cnn", {"batch_size": [64, 256]}).bounded_by_training_set(10)
+    assert bounded.batch_size == (10, 10)
+    assert note == "batch_size range [64, 256] bounded to [10, 10]: the training set has 10 samples"
+    assert SearchSpace.create("cnn").bounded_by_training_set(1)[1] == (
+        "batch_size range [32, 512] bounded to [1, 1]: the training set has 1 sample"
+    )
+
+
+def test_batch_size_not_bounded_when_the_training_set_is_large_enough():
+    space = SearchSpace.create("cnn")
+    assert space.bounded_by_training_set(512) == (space, None)
+    assert space.bounded_by_training_set(50_000) == (space, None)
+    with pytest.raises(ValueError, match="at least 1"):
+        space.bounded_by_training_set(0)
