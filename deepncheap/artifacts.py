@@ -1,8 +1,10 @@
-"""The run directory: creating it, its files besides the store (best.json, trials.csv, the best model's
-weights), and reading a finished run back as a `SearchResult`.
+"""The run's files besides the store (best.json, trials.csv, the best model's weights), and reading a run
+back as a `SearchResult`.
 
-Each file is written to a temporary name and renamed, so a reader never sees half a file. Weights are
-safetensors (loading them runs no code).
+The files are live: the driver rewrites trials.csv after every trial, and the weights then best.json
+whenever the best trial changes, so they always hold the search so far. Each file is written to a
+temporary name and renamed, so a reader never sees half a file. Weights are safetensors (loading them runs
+no code).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import nn
 
 from deepncheap.errors import OutputError
 from deepncheap.models import build_model
+from deepncheap.rundir import check_run, holder_pid
 from deepncheap.store import METRIC_COLUMNS, RunStore, Trial
 
 BEST_JSON = "best.json"
@@ -33,7 +36,7 @@ TRIALS_CSV_COLUMNS = (
     "trial_id",
     "stage",
     "status",
-    *(c for c in METRIC_COLUMNS if c != "epochs"),
+    *(c for c in METRIC_COLUMNS if c not in ("epochs", "time_noise")),
     "wall_s",
     "config",
 )
@@ -78,7 +81,8 @@ def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def best_record(store: RunStore, trial: Trial) -> dict[str, Any]:
-    """The content of best.json for `trial` (SPEC §10)."""
+    """The content of best.json for `trial`: its complete config, metrics, the search's settings and
+    baselines."""
     settings = store.settings
     metrics: dict[str, Any] = {"objective": trial.objective}
     if settings["data"]["task"] == "classification":
@@ -140,19 +144,37 @@ class SearchResult:
 
     @property
     def finished(self) -> bool:
-        """False when the search stopped early (a budget, Ctrl-C); `deepncheap.resume` continues it."""
+        """False when the search is still running or stopped early (a budget, Ctrl-C, a kill);
+        `deepncheap.resume` continues a stopped one."""
         return self.state == "finished"
 
 
+def run_state(run_dir: Path, store: RunStore) -> dict[str, Any]:
+    """Where a run stands: its recorded state, except `running` while a process drives it and `killed` when
+    it is recorded running but no process drives it (its driver died without recording an end)."""
+    state = store.state
+    holder = holder_pid(run_dir)
+    if holder == os.getpid():  # (this process drives it: the recorded state is right)
+        return state
+    if holder is not None:
+        return state | {"state": "running"}
+    if state["state"] == "running":
+        return state | {"state": "killed", "reason": "its process ended without recording a stop"}
+    return state
+
+
 def load_run(run_dir: str | Path) -> SearchResult:
-    """The result of a run: best.json (the best trial when the search finished or stopped), the best model
-    rebuilt with its saved weights, and the run's state from its store."""
+    """The result of a run so far: best.json (the best trial so far, while the search runs too), the best
+    model rebuilt with its saved weights, and where the run stands (`run_state`)."""
     run_dir = Path(run_dir)
+    check_run(run_dir)
     path = run_dir / BEST_JSON
-    if not path.is_file():
-        raise OutputError(f"{run_dir} has no {BEST_JSON} (no search has finished there); run or resume the search")
     with RunStore.open(run_dir) as store:
-        state = store.state
+        state = run_state(run_dir, store)
+    if not path.is_file():
+        raise OutputError(
+            f"{run_dir} has no complete trial yet (the search is {state['state']}); wait for one, or resume the search"
+        )
     record = json.loads(path.read_text())
     data = record["settings"]["data"]
     model = build_model(record["config"], tuple(data["input_shape"]), int(data["num_outputs"]))

@@ -97,9 +97,18 @@ def gp_posterior(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and standard deviation at the candidates, given the train kernel matrix, the
     observations `y`, the (candidates × train) cross-kernel, a constant prior mean and unit signal variance."""
+    mean, std, _ = posterior_with_jitter(k_train, y, k_cross, prior_mean=prior_mean, noise=noise)
+    return mean, std
+
+
+def posterior_with_jitter(
+    k_train: np.ndarray, y: np.ndarray, k_cross: np.ndarray, *, prior_mean: float, noise: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """`gp_posterior`, and the diagonal term the Cholesky factorization needed: `noise`, or up to 1e5 times
+    more when the kernel matrix is singular (near-duplicate observations, round-off)."""
     n = len(y)
     jitter = noise
-    for _ in range(6):  # add jitter until the factorization succeeds (duplicates, round-off)
+    for _ in range(6):  # add jitter until the factorization succeeds
         try:
             factor = cho_factor(k_train + jitter * np.eye(n), lower=True)
             break
@@ -111,7 +120,7 @@ def gp_posterior(
     mean = prior_mean + k_cross @ alpha
     v = solve_triangular(factor[0], k_cross.T, lower=True)
     variance = np.clip(1.0 - np.sum(v * v, axis=0), 0.0, None)
-    return mean, np.sqrt(variance)
+    return mean, np.sqrt(variance), jitter
 
 
 def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float, xi: float = XI) -> np.ndarray:
@@ -121,6 +130,15 @@ def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float, xi: flo
     z = improvement / safe_std
     ei = improvement * ndtr(z) + safe_std * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)  # (scipy.stats: +0.7 s import)
     return np.where(std > 1e-12, np.maximum(ei, 0.0), np.maximum(improvement, 0.0))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The candidate a BO step picks, every candidate's EI, and notes on anything unusual (for the run's log)."""
+
+    index: int
+    ei: np.ndarray
+    notes: tuple[str, ...] = ()
 
 
 def propose(
@@ -134,12 +152,14 @@ def propose(
     xi: float = XI,
     noise: float | None = None,
     pending: list[np.ndarray] | None = None,
-) -> tuple[int, np.ndarray]:
-    """Index of the candidate with the highest EI, and every candidate's EI.
+) -> Choice:
+    """The candidate with the highest EI among those not observed or pending already.
 
     `pending`: configs being trained now (encoded like `observed`), for batch proposals (kriging believer):
     each is added to the observations with the GP's mean there as its value, so that the EI of configs near
-    it falls, and a candidate equal to a pending config is never chosen (its EI is -inf).
+    it falls; the incumbent stays the best *observed* value. A candidate equal to an observed or pending
+    config is never chosen. When every allowed candidate's EI is 0, the one with the lowest mean - std is
+    chosen instead, and a note says so (as it does when the GP needed more jitter than its noise).
 
     default: objectives standardized (mean 0, variance 1, recomputed at each call), zero prior mean, ξ
     divided by the objectives' standard deviation, noise variance `DEFAULT_NOISE`. reference: raw
@@ -156,23 +176,35 @@ def propose(
         noise = NOISE if noise is None else noise
     else:
         raise ValueError(f"unknown BO mode '{mode}'")
+    incumbent = float(target.min())
+    excluded = same_rows(candidates, observed).any(axis=1)
+    has_pending = pending is not None and len(pending[0]) > 0
     # Matrices of a few hundred rows: one BLAS thread is fastest, and threads spinning on a busy machine
     # made a 300x300 Cholesky take 150 ms instead of 0.5 ms.
     with threadpool_limits(limits=1, user_api="blas"):
         k_train = kernel_matrix(observed, observed, terms)
-        if pending is not None and len(pending[0]):
+        if has_pending:
+            assert pending is not None
             believed, _ = gp_posterior(
                 k_train, target, kernel_matrix(pending, observed, terms), prior_mean=mean0, noise=noise
             )
+            excluded |= same_rows(candidates, pending).any(axis=1)
             observed = [np.concatenate([o, p]) for o, p in zip(observed, pending, strict=True)]
             target = np.concatenate([target, believed])
             k_train = kernel_matrix(observed, observed, terms)
         k_cross = kernel_matrix(candidates, observed, terms)
-        mean, std = gp_posterior(k_train, target, k_cross, prior_mean=mean0, noise=noise)
-    ei = expected_improvement(mean, std, float(target.min()), xi_scaled)
-    if pending is not None and len(pending[0]):
-        ei = np.where(same_rows(candidates, pending).any(axis=1), -np.inf, ei)
-    return int(np.argmax(ei)), ei
+        mean, std, jitter = posterior_with_jitter(k_train, target, k_cross, prior_mean=mean0, noise=noise)
+    notes = []
+    if jitter > noise:
+        notes.append(f"the GP needed jitter {jitter:.0e} (noise {noise:.0e}): some observations nearly coincide")
+    ei = np.where(excluded, -np.inf, expected_improvement(mean, std, incumbent, xi_scaled))
+    if excluded.all():
+        notes.append("every candidate was trained already; the first one is trained again")
+        return Choice(0, ei, tuple(notes))
+    if ei.max() <= 0:
+        notes.append("expected improvement was 0 for every candidate; chose the lowest posterior mean - std")
+        return Choice(int(np.argmin(np.where(excluded, np.inf, mean - std))), ei, tuple(notes))
+    return Choice(int(np.argmax(ei)), ei, tuple(notes))
 
 
 def same_rows(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:

@@ -4,12 +4,15 @@ Exit status: 0 finished or stopped by a budget (resumable), 2 bad input (one lin
 `dnc: error: <what is wrong>; <how to fix it>`), 1 an unexpected internal error (traceback only with
 --debug), 130 stopped by Ctrl-C or SIGTERM (resumable). The first Ctrl-C/SIGTERM stops the search at the
 end of the current epoch, after recording its state; a second one stops at once (the store stays intact).
+A closed stdout or stderr (`dnc search ... | head`) never stops a search.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -74,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--candidates", type=int, default=1000, help="random candidates scored by EI per step (default: 1000)"
     )
-    s.add_argument("--bo-mode", default="default", help="default | reference (the reference's exact GP, SPEC §5)")
+    s.add_argument(
+        "--bo-mode",
+        default="default",
+        help="default | reference (the reference implementation's exact GP; see docs/method.md)",
+    )
     s.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs per trial (default: {DEFAULT_EPOCHS})")
     s.add_argument("--seed", type=int, default=0, help="search seed (default: 0)")
     s.add_argument("--space", help="YAML/JSON file of search-space overrides")
@@ -110,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="show a run's trials, best config and state (also while it runs)")
     show.add_argument("run", help="run directory")
-    show.add_argument("--debug", action="store_true", help="show tracebacks")
+    show.add_argument("--debug", action="store_true", help="show the tracebacks of failed trials")
     return parser
 
 
@@ -163,7 +170,7 @@ def _run_search(args: argparse.Namespace) -> None:
         time_budget=args.time_budget,
         verbose=not args.quiet,
     )
-    print(format_result(result))
+    _print(format_result(result))
 
 
 def _run_resume(args: argparse.Namespace) -> None:
@@ -172,7 +179,15 @@ def _run_resume(args: argparse.Namespace) -> None:
     result = resume(
         args.run, data=args.data, max_trials=args.max_trials, time_budget=args.time_budget, verbose=not args.quiet
     )
-    print(format_result(result))
+    _print(format_result(result))
+
+
+def _print(text: str) -> None:
+    """Print to stdout; a reader that went away (`| head`) is not an error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error at exit)
 
 
 def format_result(result: Any) -> str:
@@ -206,16 +221,16 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def _request_stop(signum: int, frame: object) -> None:
     """First Ctrl-C/SIGTERM: ask the search to stop at the next epoch end (the trainer and the runner check
     the flag); a second one: stop at once."""
-    from deepncheap.train import STOP_REQUESTED
+    from deepncheap.stopping import request_stop
 
-    if STOP_REQUESTED.is_set():
+    if request_stop():
         raise KeyboardInterrupt
-    STOP_REQUESTED.set()
-    os.write(
-        2,
-        b"dnc: stopping at the end of this epoch (the running trial runs again on resume); "
-        b"press Ctrl-C again to stop at once\n",
-    )
+    with contextlib.suppress(OSError):
+        os.write(
+            2,
+            b"dnc: stopping at the end of this epoch (the running trial runs again on resume); "
+            b"press Ctrl-C again to stop at once\n",
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -224,14 +239,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # usage errors (already printed) and --help
         return int(exc.code or 0)
-    if not args.debug:
+    if args.debug:
+        logging.basicConfig(format="%(name)s: %(message)s")
+        logging.getLogger("deepncheap").setLevel(logging.DEBUG)
+    else:
         warnings.simplefilter("ignore")
     previous_handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     try:
         if args.command == "show":
-            from deepncheap.report import show_run
+            from deepncheap.show import show_run
 
-            show_run(args.run)
+            show_run(args.run, debug=args.debug)
             return 0
         for stop_signal in STOP_SIGNALS:
             signal.signal(stop_signal, _request_stop)
@@ -240,25 +258,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _run_resume(args)
     except DNCError as exc:
-        print(f"dnc: error: {exc}", file=sys.stderr)
+        _error(f"dnc: {'error: ' if exc.exit_status else ''}{exc}")
         return exc.exit_status
     except KeyboardInterrupt as exc:
         run_dir = getattr(exc, "run_dir", None)
         resumable = f"; continue with: dnc resume {run_dir}" if run_dir else ""
-        print(f"dnc: interrupted; every finished trial is stored{resumable}", file=sys.stderr)
+        _error(f"dnc: interrupted; every finished trial is stored{resumable}")
         return 130
     except Exception as exc:
         if args.debug:
-            traceback.print_exc()
-        print(
-            f"dnc: error: internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it",
-            file=sys.stderr,
-        )
+            with contextlib.suppress(OSError):
+                traceback.print_exc()
+        _error(f"dnc: error: internal error ({type(exc).__name__}: {exc}); rerun with --debug and report it")
         return 1
     finally:
         for stop_signal, handler in previous_handlers.items():
             signal.signal(stop_signal, handler)
     return 0
+
+
+def _error(line: str) -> None:
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr)
 
 
 def entry_point() -> None:

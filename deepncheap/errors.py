@@ -34,6 +34,12 @@ class SearchFailedError(DNCError):
     exit_status = 1
 
 
+class SearchStopped(DNCError):
+    """A budget stopped the search before any trial completed (nothing to return yet; it is resumable)."""
+
+    exit_status = 0
+
+
 class SearchInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped the search after recording its state; `deepncheap.resume(run_dir)` continues it."""
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-# Downsample before the first layer whose channels exceed each threshold (at most three, SPEC §8).
+# Downsample before the first layer whose channels exceed each threshold (at most three, as the reference).
 DOWNSAMPLE_THRESHOLDS = (64, 128, 256)
 
 

@@ -1,13 +1,23 @@
-"""The search objective f = log10(f_p + w_c * f_c) and the baselines that make f_c dimensionless."""
+"""The search objective f = log10(f_p + w_c * f_c): its terms, the baselines that make f_c dimensionless
+(and their measurement), and the scorer that turns a trial's measurements into f_p, f_c and f."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from deepncheap.data import Dataset
+    from deepncheap.executors import Executor
+    from deepncheap.space import SearchSpace
+    from deepncheap.trial import TrialMeasurements
 
 PENALTIES = ("time", "params")
 REGRESSION_FLOOR = 1e-6
+BASELINE_EPOCHS = 3  # of the time baseline: one warm-up epoch, then two timed
 
 
 @dataclass(frozen=True)
@@ -65,3 +75,77 @@ def complexity(*, penalty: str, n_params: int, time_per_epoch_s: float, baseline
 def objective(f_p: float, f_c: float, wc: float) -> float:
     """log10(f_p + w_c * f_c), to be minimized."""
     return math.log10(f_p + wc * f_c)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Turns a trial's measurements into f_p, f_c, the objective and the metrics the store keeps."""
+
+    dataset: Dataset
+    penalty: str
+    wc: float
+    baselines: Baselines
+
+    def score(self, measured: TrialMeasurements) -> dict[str, Any]:
+        training = measured.training
+        f_p = performance_error(
+            task=self.dataset.task,
+            n_val=len(self.dataset.y_val),
+            val_accuracy=training.val_accuracy,
+            val_mse=training.val_loss,
+            val_target_var=float(np.var(self.dataset.y_val)) or 1.0,
+        )
+        f_c = complexity(
+            penalty=self.penalty,
+            n_params=measured.n_params,
+            time_per_epoch_s=training.time_per_epoch_s,
+            baselines=self.baselines,
+        )
+        val_loss = training.val_loss
+        if self.dataset.task == "regression":  # report MSE in the targets' own units
+            val_loss *= self.dataset.target_std**2
+        return {
+            "objective": objective(f_p, f_c, self.wc),
+            "f_p": f_p,
+            "f_c": f_c,
+            "val_accuracy": training.val_accuracy,
+            "val_loss": val_loss,
+            "n_params": measured.n_params,
+            "flops": measured.flops,
+            "time_per_epoch_s": training.time_per_epoch_s,
+            "epochs": len(training.val_curve),
+        }
+
+
+class BaselineFailed(Exception):
+    """The time baseline's reference config could not be trained (the message says why)."""
+
+
+def measure_baselines(
+    space: SearchSpace, dataset: Dataset, executor: Executor, *, penalty: str, seed: int
+) -> Baselines:
+    """Parameter count of the space's largest network (built on the meta device, no memory used) and, for
+    the time penalty, the time per epoch of the space's reference config measured as the trials will run:
+    on every slot of the executor at once (the median of them), so that side-by-side trials are compared
+    with a baseline that shared the machine alike. KeyboardInterrupt when a stop is requested meanwhile."""
+    import torch
+
+    from deepncheap.models import build_model
+    from deepncheap.trial import TrialTask, trial_seed
+
+    with torch.device("meta"):
+        largest = build_model(space.largest_config(), dataset.input_shape, dataset.num_outputs)
+    n_params = sum(p.numel() for p in largest.parameters())
+    time_per_epoch = None
+    if penalty == "time":
+        task = TrialTask(-1, space.time_reference_config(), trial_seed(seed, "baseline", 0), BASELINE_EPOCHS)
+        for slot in range(executor.slots):
+            executor.submit(replace(task, trial_id=-1 - slot))
+        outcomes = [executor.next_outcome(lambda *_: False) for _ in range(executor.slots)]
+        if any(o.status == "interrupted" for o in outcomes):
+            raise KeyboardInterrupt
+        times = [o.measured.training.time_per_epoch_s for o in outcomes if o.measured is not None]
+        if len(times) < len(outcomes):
+            raise BaselineFailed(next(str(o.error) for o in outcomes if o.measured is None))
+        time_per_epoch = float(np.median(times))
+    return Baselines(n_params=n_params, time_per_epoch_s=time_per_epoch)

@@ -3,6 +3,7 @@ one line per finished trial everywhere (stderr)."""
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 
 from rich.console import Console
@@ -69,7 +70,8 @@ class SearchProgress:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None):
         if self._progress is not None:
-            self._progress.stop()
+            with contextlib.suppress(OSError):
+                self._progress.stop()
 
     def set_total(self, total: int) -> None:
         """Correct the planned number of trials once it is known better."""
@@ -78,15 +80,35 @@ class SearchProgress:
             self._progress.update(self._task, total=total)
 
     def note(self, text: str) -> None:
-        """A line of information above the bar."""
+        """A line of information above the bar. A closed output (`dnc search ... |& head`) never stops the
+        search: the display just goes quiet."""
         if self.enabled:
-            self.console.print(text, markup=False, soft_wrap=True)
+            try:
+                self.console.print(text, markup=False, soft_wrap=True)
+            except OSError:  # BrokenPipeError and the like
+                self.enabled = False
 
-    def trial_finished(self, trial: Trial, best: Trial | None, *, replayed: bool = False) -> None:
-        """Advance by one trial; a trial taken from the store on resume (`replayed`) prints no line."""
+    def resumed(self, trials: list[Trial]) -> None:
+        """Start the count at the trials a previous driver finished, and say what resuming does with them."""
+        finished = {(t.stage, t.stage_index) for t in trials if t.status in ("complete", "failed", "pruned")}
+        if not finished:
+            return
+        rerun = {(t.stage, t.stage_index) for t in trials if t.status == "interrupted"} - finished
+        self.note(
+            f"resuming: {len(finished)} finished trials taken from the store, none trained again"
+            + (f"; {len(rerun)} interrupted trial(s) run again" if rerun else "")
+        )
+        self._done = len(finished)
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=self._done)
+
+    def trial_finished(self, trial: Trial, best: Trial | None) -> None:
+        """Advance by one trial and print its line."""
         self._done += 1
-        if not replayed:
-            self.note(f"trial {self._done}/{self.total} ({trial.stage}) #{trial.trial_id}  {describe_trial(trial)}")
+        self.note(f"trial {self._done}/{self.total} ({trial.stage}) #{trial.trial_id}  {describe_trial(trial)}")
         if self._progress is not None and self._task is not None:
             best_text = f"best {best.objective:+.4f} (#{best.trial_id})" if best and best.objective is not None else ""
-            self._progress.update(self._task, advance=1, best=best_text)
+            try:
+                self._progress.update(self._task, advance=1, best=best_text)
+            except OSError:
+                self._progress = None

@@ -27,7 +27,7 @@ class SearchSettings:
     `space` holds search-space overrides (name -> value, as in a `--space` file); `threads` fixes torch's
     CPU threads for the search (None: torch's default). `max_trials` caps the trainings of the whole search
     (None: 30 for random/Sobol, the stage budgets for `dnc`). `prior_points`, `bo_steps` and `candidates`
-    size each Bayesian-optimization stage; `bo_mode` is `default` or `reference` (SPEC §5). `executor`
+    size each Bayesian-optimization stage; `bo_mode` is `default` or `reference` (see docs/method.md). `executor`
     (`serial`, `processes`, `ray`) runs `workers` trials at once (None: as many as the CPUs allow), each
     asking `cpus_per_trial` CPUs and `gpus_per_trial` GPUs (None: 1 where there are GPUs); `ray_address`
     names a running Ray cluster. `workers` > 1 without an executor means `processes`.

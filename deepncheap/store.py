@@ -1,9 +1,13 @@
 """The run store: one SQLite file (WAL) per run, the source of truth of a search.
 
 It holds the run's settings, baselines and state (`running`, `stopped`, `interrupted`, `failed`, `finished`),
-and one row per trial, written `running` when the trial starts and completed (`complete` / `failed` /
-`interrupted`) when it ends, each in its own transaction: a SIGKILL at any moment loses at most the trial in
-flight. Only the search driver writes; readers open it read-only. Resuming = reopening the store.
+one row per trial, written `running` when the trial starts and completed (`complete` / `failed` /
+`interrupted` / `pruned`) when it ends, each epoch of a trial as it is reported, and a log of the search's
+warnings. Each write is its own transaction: a SIGKILL at any moment loses at most the trials in flight.
+Only the search driver writes; readers open it read-only. Resuming = reopening the store.
+
+The schema is versioned: a store of an older version is migrated when a driver opens it (and read as it
+is by readers); one of a newer version is refused with the fix (`StoreVersionError`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 STORE_NAME = "store.sqlite"
-SCHEMA_VERSION = 2  # 2: trials record `concurrent` and `threads`
+# 2: trials record `concurrent` and `threads`; 3: `device`, `traceback`, `time_noise`, the epochs and log tables
+SCHEMA_VERSION = 3
 STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
 RUN_STATES = ("running", "stopped", "interrupted", "failed", "finished")
 STAGES = ("joint", "core", "advanced", "training")  # `joint`: random/Sobol search over every hyperparameter
@@ -33,6 +38,7 @@ METRIC_COLUMNS = (
     "flops",
     "time_per_epoch_s",
     "epochs",
+    "time_noise",
 )
 
 _SCHEMA = f"""
@@ -61,13 +67,35 @@ CREATE TABLE IF NOT EXISTS trials (
     started_at REAL NOT NULL,
     finished_at REAL,
     concurrent INTEGER,
-    threads INTEGER
+    threads INTEGER,
+    device TEXT,
+    traceback TEXT,
+    time_noise REAL
+);
+CREATE TABLE IF NOT EXISTS epochs (
+    trial_id INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    val_score REAL NOT NULL,
+    val_loss REAL NOT NULL,
+    epoch_time_s REAL NOT NULL,
+    PRIMARY KEY (trial_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS log (
+    entry INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    message TEXT NOT NULL
 );
 """
+# Columns added by each version (for the migration of older stores).
+_ADDED_COLUMNS = {3: ("device TEXT", "traceback TEXT", "time_noise REAL")}
 
 
 class IncompleteStore(Exception):
     """The store file exists but its creation never finished (the search was killed at its very start)."""
+
+
+class StoreVersionError(Exception):
+    """The store was written by a newer deepncheap (schema version in the message)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +123,27 @@ class Trial:
     finished_at: float | None
     concurrent: int | None = None  # trials running at its start, itself included
     threads: int | None = None  # torch CPU threads it trained with
+    device: str | None = None  # the device it trained on
+    traceback: str | None = None  # of a failed trial
+    time_noise: float | None = None  # relative spread of its timed epochs
+
+
+def best_of(trials: list[Trial]) -> Trial | None:
+    """The best trial: the complete one with the lowest objective, the lowest trial_id on ties (the one rule
+    for best.json, the saved weights, `dnc show` and every stage's incumbent)."""
+    complete = [t for t in trials if t.status == "complete" and t.objective is not None]
+    return min(complete, key=lambda t: (t.objective, t.trial_id)) if complete else None
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One reported epoch of a trial (see `train.EpochReport`)."""
+
+    trial_id: int
+    epoch: int
+    val_score: float
+    val_loss: float
+    epoch_time_s: float
 
 
 class RunStore:
@@ -137,7 +186,26 @@ class RunStore:
         if not complete:
             store.close()
             raise IncompleteStore(path)
+        version = store.get("schema_version", 1)
+        if version > SCHEMA_VERSION:
+            store.close()
+            raise StoreVersionError(f"schema version {version}; this deepncheap reads up to {SCHEMA_VERSION}")
+        if version < SCHEMA_VERSION and not readonly:
+            store._migrate(version)
         return store
+
+    def _migrate(self, version: int) -> None:
+        """Bring a store of an older schema version to this one, in one transaction."""
+        with self._transaction() as db:
+            for added in range(version + 1, SCHEMA_VERSION + 1):
+                for column in _ADDED_COLUMNS.get(added, ()):
+                    db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
+            for statement in _SCHEMA.split(";"):
+                if "CREATE TABLE IF NOT EXISTS trials" not in statement and statement.strip():
+                    db.execute(statement)
+            db.execute(
+                "INSERT OR REPLACE INTO run (key, value) VALUES ('schema_version', ?)", (json.dumps(SCHEMA_VERSION),)
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -192,7 +260,7 @@ class RunStore:
         threads: int | None = None,
     ) -> int:
         """Write a `running` row and return its trial_id; `concurrent` trials (itself included) run at its
-        start, each with `threads` torch CPU threads."""
+        start, each with `threads` torch CPU threads. A retried trial's earlier epochs are dropped."""
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT INTO trials (stage, stage_index, status, config, started_at, concurrent, threads) "
@@ -210,16 +278,20 @@ class RunStore:
         val_curve: list[float] | None = None,
         wall_s: float | None = None,
         error: str | None = None,
+        traceback: str | None = None,
+        device: str | None = None,
     ) -> None:
-        """Record the end of a trial: its status, measurements (METRIC_COLUMNS), curve, wall time, error."""
+        """Record the end of a trial: its status, measurements (METRIC_COLUMNS), curve, wall time, error
+        (with its traceback) and the device it ran on."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status}")
         metrics = metrics or {}
         unknown = set(metrics) - set(METRIC_COLUMNS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}")
-        columns = ["status", "val_curve", "wall_s", "error", "finished_at", *metrics]
-        values = [status, json.dumps(val_curve or []), wall_s, error, time.time(), *metrics.values()]
+        columns = ["status", "val_curve", "wall_s", "error", "traceback", "device", "finished_at", *metrics]
+        values = [status, json.dumps(val_curve or []), wall_s, error, traceback, device, time.time()]
+        values += list(metrics.values())
         with self._transaction() as db:
             db.execute(
                 f"UPDATE trials SET {', '.join(f'{c} = ?' for c in columns)} WHERE trial_id = ?",
@@ -257,9 +329,43 @@ class RunStore:
         return found[0]
 
     def best_trial(self) -> Trial | None:
-        """The complete trial with the lowest objective (the earliest on ties)."""
-        complete = [t for t in self.trials(status="complete") if t.objective is not None]
-        return min(complete, key=lambda t: (t.objective, t.trial_id)) if complete else None
+        """The best trial (`best_of`)."""
+        return best_of(self.trials(status="complete"))
+
+    # --- epochs and log -------------------------------------------------------------------------------
+    def add_epoch(self, record: EpochRecord) -> None:
+        """Store one reported epoch of a running trial."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO epochs (trial_id, epoch, val_score, val_loss, epoch_time_s) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (record.trial_id, record.epoch, record.val_score, record.val_loss, record.epoch_time_s),
+            )
+
+    def epochs(self, trial_ids: list[int] | None = None) -> list[EpochRecord]:
+        """The stored epochs (of `trial_ids`, or of every trial), by trial and epoch; none in an old store."""
+        if not self._has_table("epochs"):
+            return []
+        parameters: tuple[int, ...]
+        where, parameters = "", ()
+        if trial_ids is not None:
+            where, parameters = f"WHERE trial_id IN ({', '.join('?' * len(trial_ids))})", tuple(trial_ids)
+        rows = self._db.execute(f"SELECT * FROM epochs {where} ORDER BY trial_id, epoch", parameters).fetchall()
+        return [EpochRecord(*row) for row in rows]
+
+    def log(self, message: str) -> None:
+        """Add a line to the run's log (warnings of the search: e.g. a GP that needed much jitter)."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO log (at, message) VALUES (?, ?)", (time.time(), message))
+
+    def log_lines(self) -> list[str]:
+        if not self._has_table("log"):
+            return []
+        return [row[0] for row in self._db.execute("SELECT message FROM log ORDER BY entry")]
+
+    def _has_table(self, name: str) -> bool:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self._db.execute(query, (name,)).fetchone() is not None
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -268,5 +374,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     else:
         db = sqlite3.connect(path, isolation_level=None, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        # NORMAL in WAL mode: a commit survives the process being killed at any moment (only an OS crash or
+        # power loss could drop the last commits, never corrupt the file), at a fraction of FULL's fsyncs.
+        db.execute("PRAGMA synchronous=NORMAL")
     return db

@@ -1,15 +1,17 @@
 """The trainer, the hot path: fit one model with Adam and report validation per epoch and time per epoch.
 
 Data sits in tensors on the device (moved once per search, `DeviceData`); batches are index slices of a
-shuffled permutation. The clock runs around the training pass only, after a CUDA synchronize.
+shuffled permutation. The clock runs around the training pass only, after a CUDA synchronize. After every
+epoch the trainer calls `on_epoch` with an `EpochReport`; the hook answers whether to stop the training
+there (the driver's "stop this trial"), or raises KeyboardInterrupt to abandon it (a stop request).
 """
 
 from __future__ import annotations
 
 import copy
 import random
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,11 +22,6 @@ from deepncheap.data import Dataset
 
 LR_DROP_FACTOR = 0.2
 EVAL_BATCH = 2048
-
-
-# Set by the CLI's Ctrl-C/SIGTERM handler. Python may swallow the KeyboardInterrupt the handler raises
-# (e.g. inside an import lock), so the trainer also stops at the next epoch end when this is set.
-STOP_REQUESTED = threading.Event()
 
 
 class TrialDiverged(RuntimeError):
@@ -53,6 +50,20 @@ class DeviceData:
         return self.x_train.device
 
 
+@dataclass(frozen=True)
+class EpochReport:
+    """One finished epoch: its number (1-based), validation score (accuracy, or MSE in standardized units
+    for regression), validation loss and the time of its training pass."""
+
+    epoch: int
+    val_score: float
+    val_loss: float
+    epoch_time_s: float
+
+
+EpochHook = Callable[[EpochReport], bool]  # True: stop training after this epoch
+
+
 @dataclass
 class TrainResult:
     """What one training run measured; `model` holds the weights of the best validation epoch."""
@@ -63,6 +74,7 @@ class TrainResult:
     val_accuracy: float | None  # best over epochs (classification)
     val_loss: float  # cross-entropy at the best epoch, or the best MSE (standardized units)
     epoch_times_s: list[float]
+    stopped: bool = False  # the epoch hook stopped it before its last epoch
 
     @property
     def time_per_epoch_s(self) -> float:
@@ -92,8 +104,10 @@ def train(
     batch_size: int,
     epochs: int,
     seed: int,
+    on_epoch: EpochHook | None = None,
 ) -> TrainResult:
-    """Train `model` (already on `data.device`) for `epochs` epochs; raise TrialDiverged on a NaN loss."""
+    """Train `model` (already on `data.device`) for `epochs` epochs, calling `on_epoch` after each; raise
+    TrialDiverged on a NaN loss."""
     device = data.device
     # the functional losses: calling a loss module costs ~10 us per batch (benchmarks/trainer_speed.py)
     loss_fn = nn.functional.cross_entropy if data.task == "classification" else nn.functional.mse_loss
@@ -111,6 +125,7 @@ def train(
     times: list[float] = []
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch = 0
+    stopped = False
     for epoch in range(epochs):
         model.train()
         _synchronize(device)
@@ -129,8 +144,6 @@ def train(
         _synchronize(device)
         times.append(time.perf_counter() - start)
         schedule.step()
-        if STOP_REQUESTED.is_set():
-            raise KeyboardInterrupt
         if not torch.isfinite(loss_sum):
             raise TrialDiverged(f"training loss became {loss_sum.item()} in epoch {epoch + 1}")
 
@@ -141,6 +154,9 @@ def train(
         if best_state is None or improved:
             best_epoch = epoch
             best_state = copy.deepcopy(model.state_dict())
+        if on_epoch is not None and on_epoch(EpochReport(epoch + 1, score, val_loss, times[-1])) and epoch + 1 < epochs:
+            stopped = True
+            break
     assert best_state is not None
     model.load_state_dict(best_state)
     return TrainResult(
@@ -150,6 +166,7 @@ def train(
         val_accuracy=curve[best_epoch] if data.task == "classification" else None,
         val_loss=losses[best_epoch],
         epoch_times_s=times,
+        stopped=stopped,
     )
 
 

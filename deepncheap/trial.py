@@ -3,6 +3,7 @@
 Returns raw measurements only; scoring them is the objective's job and recording them the store's.
 `execute` runs one `TrialTask` wherever an executor runs it and always returns a `TrialOutcome` (a failing
 config is an outcome, not an exception), with the model on the CPU so that it can travel back to the driver.
+Each epoch is reported through the task's hook while the trial runs (`train.EpochReport`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from torch import nn
 from deepncheap.cost import count_flops, count_parameters
 from deepncheap.models import build_model
 from deepncheap.space import derive_seed
-from deepncheap.train import DeviceData, TrainResult, seed_everything, train
+from deepncheap.train import DeviceData, EpochHook, TrainResult, TrialDiverged, seed_everything, train
+
+# Outcomes of a task: `complete`; `stopped` (the driver's epoch hook stopped it early: partial measurements);
+# `failed`; `interrupted` (a stop request); `lost` (its worker died; the driver may run it again).
+OUTCOMES = ("complete", "stopped", "failed", "interrupted", "lost")
 
 
 @dataclass
@@ -47,6 +52,7 @@ def run_trial(
     num_outputs: int,
     epochs: int,
     seed: int,
+    on_epoch: EpochHook | None = None,
 ) -> TrialMeasurements:
     """Build, cost and train `config` on `data` for `epochs` epochs with the given seed."""
     seed_everything(seed)
@@ -61,6 +67,7 @@ def run_trial(
         batch_size=int(config["batch_size"]),
         epochs=epochs,
         seed=seed,
+        on_epoch=on_epoch,
     )
     return TrialMeasurements(n_params=n_params, flops=flops, training=training)
 
@@ -84,27 +91,64 @@ class TrialTask:
 
 @dataclass
 class TrialOutcome:
-    """How a task ended: `complete` (with its measurements), `failed` (with the error), `interrupted` (a stop
-    was requested), or `lost` (the worker running it died; the executor's driver may run it again)."""
+    """How a task ended (`OUTCOMES`), with its measurements when it trained (complete or stopped), or its
+    error (one line), the traceback and whether the failure is the trial's own (`user_failure`: a NaN loss,
+    memory, a network that does not fit the input) rather than a bug in deepncheap."""
 
     trial_id: int
     status: str
     measured: TrialMeasurements | None = None
     error: str | None = None
+    traceback: str | None = None
+    user_failure: bool = True
+    device: str | None = None
 
 
-def execute(task: TrialTask, data: DeviceData, *, input_shape: tuple[int, ...], num_outputs: int) -> TrialOutcome:
+def execute(
+    task: TrialTask,
+    data: DeviceData,
+    *,
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    on_epoch: EpochHook | None = None,
+) -> TrialOutcome:
     """Run `task` on `data`; exceptions become a `failed` outcome and a stop request an `interrupted` one."""
+    device = str(data.device)
     try:
         measured = run_trial(
-            task.config, data, input_shape=input_shape, num_outputs=num_outputs, epochs=task.epochs, seed=task.seed
+            task.config,
+            data,
+            input_shape=input_shape,
+            num_outputs=num_outputs,
+            epochs=task.epochs,
+            seed=task.seed,
+            on_epoch=on_epoch,
         )
     except KeyboardInterrupt:
-        return TrialOutcome(task.trial_id, "interrupted")
+        return TrialOutcome(task.trial_id, "interrupted", device=device)
     except Exception as exc:  # a failing trial must not stop the search
-        return TrialOutcome(task.trial_id, "failed", error=failure_text(exc))
+        return failed_outcome(task.trial_id, exc, device=device)
     measured.training.model.to("cpu")
-    return TrialOutcome(task.trial_id, "complete", measured=measured)
+    status = "stopped" if measured.training.stopped else "complete"
+    return TrialOutcome(task.trial_id, status, measured=measured, device=device)
+
+
+def failed_outcome(trial_id: int, exc: BaseException, *, device: str | None = None) -> TrialOutcome:
+    """The outcome of a trial that raised `exc`, with its one-line error, traceback and kind."""
+    return TrialOutcome(
+        trial_id,
+        "failed",
+        error=failure_text(exc),
+        traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        user_failure=is_user_failure(exc),
+        device=device,
+    )
+
+
+def is_user_failure(exc: BaseException) -> bool:
+    """Whether a trial's exception comes from its config (divergence, memory, a network torch rejects for
+    the input) rather than from a bug in deepncheap (KeyError, TypeError, AttributeError, ...)."""
+    return isinstance(exc, (TrialDiverged, MemoryError, torch.cuda.OutOfMemoryError, RuntimeError, FloatingPointError))
 
 
 def failure_text(exc: BaseException) -> str:
@@ -114,4 +158,6 @@ def failure_text(exc: BaseException) -> str:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         text = f"out of memory ({text}); a smaller batch size or network fits"
+    elif not is_user_failure(exc):
+        text = f"internal error ({text})"
     return " ".join(text.splitlines())

@@ -1,4 +1,5 @@
-"""Reading a run for people: the trials table and the best trial, from the store only."""
+"""`dnc show`: a run for people, from the store only (also while the search runs): the settings line, the
+state, the trials table, the epochs of the running trials, the run's log, and the best trial per stage."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from deepncheap.progress import human_count
 from deepncheap.rundir import check_run, holder_pid
-from deepncheap.store import STAGES, RunStore, Trial
+from deepncheap.store import STAGES, RunStore, Trial, best_of
 
 
 def open_run(run_dir: str | Path) -> RunStore:
@@ -67,15 +68,18 @@ def trials_table(trials: list[Trial], *, title: str = "trials") -> Table:
     return table
 
 
-def show_run(run_dir: str | Path, console: Console | None = None) -> None:
-    """Print the run's settings line, its trials and its best trial."""
+def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool = False) -> None:
+    """Print the run's settings line, its trials and its best trial; `debug`: failed trials' tracebacks."""
     # Piped output (a file, a pager, another program) gets whole lines and a table wide enough to read.
     console = console or Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
     with open_run(run_dir) as store:
         settings = store.settings
         trials = store.trials()
-        best = store.best_trial()
+        best = best_of(trials)
         state = store.state
+        running = [t.trial_id for t in trials if t.status == "running"]
+        epochs = store.epochs(running) if running else []
+        log_lines = store.log_lines()
     counts = {s: sum(t.status == s for t in trials) for s in sorted({t.status for t in trials})}
     console.print(
         f"run {run_dir}: {settings['data']['name']} {settings['network']} w_c={settings['wc']} "
@@ -84,15 +88,21 @@ def show_run(run_dir: str | Path, console: Console | None = None) -> None:
     )
     console.print(f"state: {describe_state(state, holder_pid(Path(run_dir)), run_dir)}")
     console.print(trials_table(trials))
+    for trial_id in running:
+        reported = [e for e in epochs if e.trial_id == trial_id]
+        curve = ", ".join(f"{e.epoch}: {e.val_score:.4g} ({e.epoch_time_s:.3f} s)" for e in reported)
+        console.print(f"running trial #{trial_id}, epochs so far (validation score, time): {curve or 'none yet'}")
+    for line in log_lines:
+        console.print(f"log: {line}")
+    if debug:
+        for t in trials:
+            if t.traceback:
+                console.print(f"trial #{t.trial_id} traceback:\n{t.traceback}", markup=False)
     if best is None:
         console.print("no complete trial yet")
         return
     for stage in STAGES:
-        stage_best = min(
-            (t for t in trials if t.stage == stage and t.status == "complete" and t.objective is not None),
-            key=lambda t: (t.objective, t.trial_id),
-            default=None,
-        )
+        stage_best = best_of([t for t in trials if t.stage == stage])
         if stage_best is not None:
             console.print(f"best {stage}: {describe_best(stage_best)}")
     console.print(f"best overall: {describe_best(best)}")

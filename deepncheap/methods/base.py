@@ -1,0 +1,30 @@
+"""What every method works with: its context (settings, space, input shape) and what it answers with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from deepncheap.settings import SearchSettings
+from deepncheap.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """Everything a method needs besides the history: the search's settings (seed, budgets, BO mode) and
+    space, and the data's input shape (grids skip configs that build the same network)."""
+
+    settings: SearchSettings
+    space: SearchSpace
+    input_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A trial to start: trial `index` of `stage` with `config`; `notes` are lines for the progress display
+    and the run's log (a new sub-stage, a GP that needed jitter...)."""
+
+    config: dict[str, Any]
+    stage: str
+    index: int
+    notes: tuple[str, ...] = ()

@@ -1,0 +1,112 @@
+"""A Bayesian-optimization stage over the history: Sobol prior points, then BO steps, each taking the
+candidate of highest expected improvement given the stage's finished trials (a failed trial counts as the
+stage's worst objective) and its pending ones (kriging believer, `bo.propose`).
+
+Trial i < prior_points of a stage is the i-th Sobol point of the stage's seed; trial i beyond is the choice
+of BO step i - prior_points, among candidates drawn with that step's seed. A BO step needs at least one
+complete trial; with one worker it sees every trial before it, as the sequential search.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deepncheap import bo
+from deepncheap.errors import SearchFailedError
+from deepncheap.history import History
+from deepncheap.methods.base import MethodContext, Proposal
+from deepncheap.space import derive_seed
+from deepncheap.store import Trial
+
+
+def ask_bo_stage(
+    context: MethodContext,
+    history: History,
+    free_slots: int,
+    *,
+    stage: str,
+    base: dict[str, Any] | None,
+    steps: int,
+) -> list[Proposal] | None:
+    """Proposals for the stage's next trials (up to `free_slots`; fewer while a BO step must wait for a
+    complete trial), or None when all `prior_points + steps` trials have finished."""
+    settings, _space = context.settings, context.space
+    trials = history.stage(stage)
+    total = settings.prior_points + steps
+    pending = [t.config for t in history.pending(stage)]
+    proposals: list[Proposal] = []
+    while len(proposals) < free_slots and len(trials) + len(proposals) < total:
+        index = len(trials) + len(proposals)
+        if index < settings.prior_points:
+            config = prior_points(context, stage, base)[index]
+            proposals.append(Proposal(config, stage, index))
+            continue
+        finished = history.finished(stage)
+        if not _complete(finished):
+            if pending or proposals:
+                break  # wait for a complete trial
+            raise SearchFailedError(every_trial_failed(f"every prior point of the {stage} stage", finished))
+        choice = _propose(context, stage, index, base, finished, [*pending, *(p.config for p in proposals)])
+        proposals.append(choice)
+    if proposals or pending or len(trials) < total:
+        return proposals
+    if not _complete(trials):
+        raise SearchFailedError(every_trial_failed(f"every trial of the {stage} stage", trials))
+    return None
+
+
+def prior_points(context: MethodContext, stage: str, base: dict[str, Any] | None) -> list[dict[str, Any]]:
+    settings = context.settings
+    seed = derive_seed(settings.seed, stage, "prior")
+    return context.space.sample(settings.prior_points, method="sobol", seed=seed, stage=stage, base=base)
+
+
+def _propose(
+    context: MethodContext,
+    stage: str,
+    index: int,
+    base: dict[str, Any] | None,
+    finished: list[Trial],
+    pending: list[dict[str, Any]],
+) -> Proposal:
+    """BO step `index - prior_points` of `stage`."""
+    settings, space = context.settings, context.space
+    step = index - settings.prior_points
+    candidates = space.sample(
+        settings.candidates, method="random", seed=derive_seed(settings.seed, stage, step), stage=stage, base=base
+    )
+    prior = [t for t in _complete(finished) if t.stage_index < settings.prior_points]
+    choice = bo.propose(
+        space.encode(stage, [t.config for t in finished]),
+        observed_objectives(finished),
+        space.encode(stage, candidates),
+        space.kernel(stage, reference=settings.bo_mode == "reference"),
+        mode=settings.bo_mode,
+        prior_mean=float(np.mean([t.objective for t in prior])) if prior else None,
+        pending=space.encode(stage, pending) if pending else None,
+    )
+    notes = tuple(f"{stage} BO step {step}: {note}" for note in choice.notes)
+    return Proposal(candidates[choice.index], stage, index, notes)
+
+
+def observed_objectives(trials: list[Trial]) -> np.ndarray:
+    """The objectives the GP sees: a failed trial counts as the worst complete trial of the list."""
+    worst = max(t.objective for t in _complete(trials))  # type: ignore[type-var]
+    return np.array([t.objective if t.status == "complete" else worst for t in trials], dtype=float)
+
+
+def every_trial_failed(what: str, trials: list[Trial]) -> str:
+    """The error of a stage with no complete trial: the user's configs, or a bug of ours (internal errors)."""
+    internal = next((t.error for t in trials if (t.error or "").startswith("internal error")), None)
+    if internal is not None:
+        return (
+            f"{what} failed with an internal error of deepncheap ({internal}); "
+            "rerun with --debug for the traceback and report it"
+        )
+    return f"{what} failed; check the errors in 'dnc show' (e.g. narrow the lr range)"
+
+
+def _complete(trials: list[Trial]) -> list[Trial]:
+    return [t for t in trials if t.status == "complete" and t.objective is not None]

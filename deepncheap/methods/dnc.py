@@ -1,0 +1,77 @@
+"""Deep-n-Cheap: core architecture (BO) -> advanced architecture (grid sub-stages) -> training
+hyperparameters (BO), each stage starting from the best config of the one before.
+
+In the default mode the architecture stages train with lr 1e-2 and batch 64
+(`SearchSpace.architecture_stage_training`); in the reference mode with the reference's defaults (lr 1e-3,
+batch 256). A `--max-trials` above the stages' budgets adds BO steps to the training stage (that is how a
+finished search is extended).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepncheap.history import History
+from deepncheap.methods.base import MethodContext, Proposal
+from deepncheap.methods.bo_stage import ask_bo_stage
+from deepncheap.models import architecture_key
+from deepncheap.space import GRID_SUB_STAGES
+from deepncheap.store import Trial, best_of
+
+
+def ask_dnc(context: MethodContext, history: History, free_slots: int) -> list[Proposal] | None:
+    """The next trials of the first stage not finished, or None when the training stage has finished."""
+    settings, space = context.settings, context.space
+    core_base = None if settings.bo_mode == "reference" else space.architecture_stage_training()
+    core = ask_bo_stage(context, history, free_slots, stage="core", base=core_base, steps=settings.bo_steps)
+    if core is not None:
+        return core
+    core_best = history.best("core")
+    assert core_best is not None  # (ask_bo_stage raises when a stage ends without a complete trial)
+    advanced = ask_grids(context, history, free_slots, core_best)
+    if isinstance(advanced, list):
+        return advanced
+    architecture_trials = len(history.stage("core")) + len(history.stage("advanced"))
+    steps = settings.bo_steps
+    if settings.max_trials is not None:
+        steps = max(steps, settings.max_trials - architecture_trials - settings.prior_points)
+    return ask_bo_stage(context, history, free_slots, stage="training", base=advanced.config, steps=steps)
+
+
+def ask_grids(context: MethodContext, history: History, free_slots: int, incumbent: Trial) -> list[Proposal] | Trial:
+    """The advanced-architecture sub-stages one after another, each a grid on top of the best config so far
+    (configs that build the same network as one already seen are skipped): proposals of the first sub-stage
+    not finished, or the best trial once all are."""
+    space, input_shape = context.space, context.input_shape
+    trials = {t.stage_index: t for t in history.stage("advanced")}
+    index = 0
+    for sub_stage in GRID_SUB_STAGES[space.network]:
+        seen = {architecture_key(incumbent.config, input_shape)}
+        grid: list[dict[str, Any]] = []
+        for config in space.grid(sub_stage, incumbent.config):
+            key = architecture_key(config, input_shape)
+            if key not in seen:
+                seen.add(key)
+                grid.append(config)
+        indices = range(index, index + len(grid))
+        new = [Proposal(c, "advanced", i) for c, i in zip(grid, indices, strict=True) if i not in trials]
+        if new:
+            if new[0].index == index:
+                new[0] = Proposal(new[0].config, "advanced", index, (f"advanced stage: {sub_stage}",))
+            return new[:free_slots]
+        batch = [trials[i] for i in indices]
+        if any(t.status not in ("complete", "failed", "pruned") for t in batch):
+            return []  # wait for the sub-stage's last trials
+        incumbent = best_of([incumbent, *batch]) or incumbent
+        index += len(grid)
+    return incumbent
+
+
+def planned_dnc_trials(context: MethodContext) -> int:
+    """The trainings the method plans: both BO stages and every grid (an upper bound: grids skip
+    duplicates), or `--max-trials` when given."""
+    settings, space = context.settings, context.space
+    anything: dict[str, Any] = space.largest_config()
+    grids = sum(len(space.grid(sub_stage, anything)) - 1 for sub_stage in GRID_SUB_STAGES[space.network])
+    total = 2 * (settings.prior_points + settings.bo_steps) + grids
+    return settings.max_trials or total

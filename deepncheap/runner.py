@@ -1,0 +1,225 @@
+"""The trial runner: keeps the executor's slots busy with what the method proposes, and records every
+trial. It knows no method: it asks `method(context, history, free_slots)` with the history read from the
+store, starts the proposals (a `running` row, then the executor), takes the outcomes in any order, scores
+and records them, keeps the best trial's weights and the run's files up to date after every trial, and
+enforces the budgets (`--max-trials`, `--time-budget`) and stop requests.
+
+Per-epoch reports of running trials come in through `on_epoch` (every executor streams them while the trial
+runs): they are stored, and `stop_rule` (none yet: the hook for pruning) may answer "stop this trial"; the
+trial then ends early and is recorded `pruned` with the rule's reason. Trials interrupted by a previous
+driver are run again (same stage, index and config) before anything new; a trial whose worker died is run
+again once, then recorded `failed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepncheap import artifacts
+from deepncheap.errors import SearchFailedError
+from deepncheap.executors import Executor
+from deepncheap.history import History
+from deepncheap.methods import Method, MethodContext, Proposal
+from deepncheap.objective import Scorer
+from deepncheap.progress import SearchProgress
+from deepncheap.store import EpochRecord, RunStore, Trial, best_of
+from deepncheap.train import EpochReport
+from deepncheap.trial import TrialMeasurements, TrialOutcome, TrialTask, trial_seed
+
+log = logging.getLogger("deepncheap")
+
+# Answers, from a running trial's epochs so far, whether to stop it now (the reason) or not (None).
+StopRule = Callable[[int, list[EpochReport]], "str | None"]
+
+
+class BudgetReached(Exception):
+    """`--max-trials` trainings have run, or `--time-budget` is spent; the message names which."""
+
+
+@dataclass
+class _Running:
+    """A trial handed to the executor."""
+
+    task: TrialTask
+    started: float
+    epochs: list[EpochReport] = field(default_factory=list)
+    losses: int = 0  # how often its worker died under it
+    stop_reason: str | None = None  # set when the stop rule stopped it
+
+
+@dataclass
+class Runner:
+    """Runs a method's trials on an executor until the method is done, a budget is reached (BudgetReached)
+    or a stop is requested (KeyboardInterrupt, once the running trials are recorded)."""
+
+    store: RunStore
+    executor: Executor
+    context: MethodContext
+    scorer: Scorer
+    run_dir: Path
+    progress: SearchProgress
+    stop: threading.Event
+    deadline: float | None = None  # time.monotonic() after which no trial starts
+    stop_rule: StopRule | None = None
+    running: dict[int, _Running] = field(default_factory=dict)
+    best: Trial | None = None
+
+    def __post_init__(self) -> None:
+        self.best = self.store.best_trial()
+
+    def run(self, method: Method) -> None:
+        """Drive `method` to its end; raises BudgetReached or KeyboardInterrupt when stopped before."""
+        while True:
+            if self.stop.is_set():
+                self._finish_running()
+                raise KeyboardInterrupt
+            history = History.of(self.store.trials())
+            free = self.executor.slots - len(self.running)
+            budget = self._budget_left(history)
+            if not self._out_of_time():
+                for trial in history.interrupted()[:free]:  # trials a previous driver left running
+                    self._start(Proposal(trial.config, trial.stage, trial.stage_index))
+                    free -= 1
+            proposals = method(self.context, history, min(free, budget) if budget is not None else free)
+            if proposals is None and not self.running:
+                return
+            if proposals and (budget is None or budget > 0):
+                for proposal in proposals[:free]:
+                    self._start(proposal)
+            elif not self.running:
+                if proposals is None:
+                    return
+                assert budget is not None and budget <= 0, "the method waits for trials, but none is running"
+                raise BudgetReached(self._budget_name())
+            self._record(self._next_outcome())
+
+    def _out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _budget_left(self, history: History) -> int | None:
+        """Trials that may still start (None: no limit); 0 once a budget is reached."""
+        if self._out_of_time():
+            return 0
+        budget = self.context.settings.trial_budget
+        return None if budget is None else max(0, budget - history.trainings)
+
+    def _budget_name(self) -> str:
+        if self._out_of_time():
+            return "--time-budget"
+        return f"--max-trials {self.context.settings.trial_budget}"
+
+    def _start(self, proposal: Proposal) -> None:
+        for note in proposal.notes:
+            self.progress.note(note)
+            if "advanced stage" not in note:
+                self.store.log(note)
+        trial_id = self.store.start_trial(
+            stage=proposal.stage,
+            stage_index=proposal.index,
+            config=proposal.config,
+            concurrent=len(self.running) + 1,
+            threads=self.executor.threads,
+        )
+        seed = trial_seed(self.context.settings.seed, proposal.stage, proposal.index)
+        task = TrialTask(trial_id, proposal.config, seed, self.context.settings.epochs)
+        self.running[trial_id] = _Running(task, time.perf_counter())
+        self.executor.submit(task)
+
+    def on_epoch(self, trial_id: int, report: EpochReport) -> bool:
+        """A running trial's epoch report: store it; True when the stop rule stops the trial here."""
+        running = self.running.get(trial_id)
+        if running is None:  # a baseline measurement or a retraining
+            return False
+        running.epochs.append(report)
+        self.store.add_epoch(
+            EpochRecord(trial_id, report.epoch, report.val_score, report.val_loss, report.epoch_time_s)
+        )
+        reason = self.stop_rule(trial_id, running.epochs) if self.stop_rule is not None else None
+        if reason is not None:
+            running.stop_reason = reason
+        return reason is not None
+
+    def _next_outcome(self) -> TrialOutcome:
+        """The next outcome of a running trial; a trial whose worker died is run again once."""
+        while True:
+            outcome = self.executor.next_outcome(self.on_epoch)
+            running = self.running[outcome.trial_id]
+            if outcome.status != "lost" or running.losses > 0:
+                return outcome
+            running.losses += 1
+            running.epochs.clear()
+            self.progress.note(f"trial #{outcome.trial_id}: {outcome.error}; running it again")
+            self.executor.submit(running.task)
+
+    def _finish_running(self) -> None:
+        """Let the running trials end (a stop request ends them at their next epoch end) and record them."""
+        while self.running:
+            self._record(self._next_outcome())
+
+    def abandon_running(self) -> None:
+        """Record the trials still running as `interrupted` (the search stops at once; they run again on resume)."""
+        for trial_id, running in self.running.items():
+            self.store.finish_trial(trial_id, status="interrupted", wall_s=time.perf_counter() - running.started)
+        self.running.clear()
+
+    def _record(self, outcome: TrialOutcome) -> None:
+        """Record `outcome` in the store (scored when it trained), keep the best trial's weights, rewrite
+        the run's files; an interrupted trial stops the search (the other running trials end too)."""
+        running = self.running.pop(outcome.trial_id)
+        wall_s = time.perf_counter() - running.started
+        trial_id, device = outcome.trial_id, outcome.device
+        if outcome.status == "interrupted":
+            self.store.finish_trial(trial_id, status="interrupted", wall_s=wall_s, device=device)
+            self.stop.set()
+            return
+        if outcome.measured is None:
+            error = outcome.error if outcome.status == "failed" else f"{outcome.error}, twice"
+            self._fail(trial_id, wall_s, error, outcome.traceback, device)
+        else:
+            try:
+                metrics = self.scorer.score(outcome.measured)
+            except Exception as exc:  # e.g. a NaN validation loss
+                self._fail(trial_id, wall_s, f"cannot score the trial: {exc}", None, device)
+            else:
+                status = "pruned" if outcome.status == "stopped" else "complete"
+                self.store.finish_trial(
+                    trial_id,
+                    status=status,
+                    metrics=metrics,
+                    val_curve=outcome.measured.training.val_curve,
+                    wall_s=wall_s,
+                    error=running.stop_reason if status == "pruned" else None,
+                    device=device,
+                )
+                self._keep_if_best(self.store.trial(trial_id), outcome.measured)
+        trial = self.store.trial(trial_id)
+        artifacts.write_trials_csv(self.store, self.run_dir)
+        self.progress.trial_finished(trial, self.best)
+
+    def _fail(self, trial_id: int, wall_s: float, error: str | None, traceback: str | None, device: str | None) -> None:
+        self.store.finish_trial(
+            trial_id, status="failed", wall_s=wall_s, error=error, traceback=traceback, device=device
+        )
+        if traceback:
+            log.debug("trial #%d failed:\n%s", trial_id, traceback)
+
+    def _keep_if_best(self, trial: Trial, measured: TrialMeasurements) -> None:
+        """Save the weights and best.json when `trial` is the new best (`store.best_of`'s rule)."""
+        if best_of([t for t in (self.best, trial) if t is not None]) is trial:
+            self.best = trial
+            artifacts.save_weights(measured.model, self.run_dir, trial_id=trial.trial_id)
+            artifacts.write_best_json(self.store, trial, self.run_dir)
+
+    def train_again(self, trial: Trial) -> TrialMeasurements:
+        """Train a recorded trial again with its seed (nothing else may be running): its weights."""
+        seed = trial_seed(self.context.settings.seed, trial.stage, trial.stage_index)
+        self.executor.submit(TrialTask(-1, trial.config, seed, self.context.settings.epochs))
+        outcome = self.executor.next_outcome(lambda *_: False)
+        if outcome.measured is None:
+            raise SearchFailedError(f"retraining trial #{trial.trial_id} failed: {outcome.error or outcome.status}")
+        return outcome.measured
