@@ -24,6 +24,7 @@ from deepncheap.artifacts import SearchResult, load_run
 from deepncheap.data import Dataset, load_dataset
 from deepncheap.errors import DataError, SearchFailedError, SearchInterrupted, SearchStopped, SettingsError
 from deepncheap.executors import Executor, create_executor, opened
+from deepncheap.history import History
 from deepncheap.methods import MethodContext, method_for, planned_trials
 from deepncheap.objective import BASELINE_EPOCHS, BaselineFailed, Baselines, Scorer, measure_baselines
 from deepncheap.progress import SearchProgress
@@ -90,8 +91,8 @@ def resume(
 ) -> SearchResult:
     """Continue the search stored in `run_dir` with its settings and seed, training no finished trial again;
     trials that were running when it stopped are run again. `data` is needed only when the search ran on
-    in-memory arrays (or its file moved); `max_trials` replaces the stored cap (above the method's plan, it
-    extends even a finished search: more BO steps in the training stage, more points for random/Sobol);
+    in-memory arrays (or its file moved); `max_trials` replaces the stored cap, and extends a finished
+    search that made fewer trainings (`dnc`: more BO steps in its training stage; random/Sobol: more points);
     `time_budget` as in `search`. A finished search is otherwise returned as it is."""
     time_budget_s = parse_duration(time_budget)
     with rundir.existing_run(run_dir) as path, RunStore.open(path, readonly=False) as store:
@@ -103,7 +104,10 @@ def resume(
         changes: dict[str, Any] = {"workers": stored.get("slots", stored.get("workers"))}
         if max_trials is not None:
             changes["max_trials"] = max_trials
-            store.put("settings", stored | {"max_trials": max_trials})
+            trainings = History.of(store.trials()).trainings
+            if store.state["state"] == "finished" and stored["method"] == "dnc" and max_trials > trainings:
+                changes["extra_training_steps"] = stored.get("extra_training_steps", 0) + max_trials - trainings
+            store.put("settings", stored | {k: v for k, v in changes.items() if k != "workers"})
         settings = SearchSettings.from_stored(stored, **changes)
         space = SearchSpace.from_dict(stored["space"])
         device = _check_device(settings.device)

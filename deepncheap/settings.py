@@ -57,6 +57,7 @@ class SearchSettings:
     cpus_per_trial: int = 1
     gpus_per_trial: float | None = None
     ray_address: str | None = None
+    extra_training_steps: int = 0  # BO steps added to `dnc`'s training stage when a finished search is extended
 
     @classmethod
     def from_options(cls, **options: Any) -> SearchSettings:
@@ -87,7 +88,8 @@ class SearchSettings:
         if self.executor not in EXECUTORS:
             raise SettingsError(f"unknown executor '{self.executor}'; use one of: {', '.join(EXECUTORS)}")
         checks = [
-            ("epochs", 1), ("seed", 0), ("prior_points", 1), ("bo_steps", 0), ("candidates", 1), ("cpus_per_trial", 1)
+            ("epochs", 1), ("seed", 0), ("prior_points", 1), ("bo_steps", 0), ("candidates", 1), ("cpus_per_trial", 1),
+            ("extra_training_steps", 0),
         ]  # fmt: skip
         checks += [(name, 1) for name in ("max_trials", "workers") if getattr(self, name) is not None]
         for name, minimum in checks:

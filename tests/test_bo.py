@@ -119,7 +119,8 @@ def test_reference_mode_reproduces_the_reference_formulas():
     terms = space.kernel("training", reference=True)
     obs, cand = space.encode("training", observed), space.encode("training", candidates)
     prior_mean = float(y[:8].mean())  # mean of the prior points, fixed once
-    index, ei = bo.propose(obs, y, cand, terms, mode="reference", prior_mean=prior_mean)
+    choice = bo.propose(obs, y, cand, terms, mode="reference", prior_mean=prior_mean)
+    index, ei = choice.index, choice.ei
     expected = manual_ei(obs, y, cand, terms, prior_mean=prior_mean, best=y.min(), xi=1e-4, noise=1e-4)
     assert np.allclose(ei, expected, atol=1e-7)
     assert index == int(np.argmax(expected))
@@ -129,16 +130,16 @@ def test_default_mode_standardizes_objectives():
     space, observed, candidates, y = random_problem(seed=4)
     terms = space.kernel("training")
     obs, cand = space.encode("training", observed), space.encode("training", candidates)
-    _, ei = bo.propose(obs, y, cand, terms, mode="default")
+    ei = bo.propose(obs, y, cand, terms, mode="default").ei
     z = (y - y.mean()) / y.std()
     expected = manual_ei(obs, z, cand, terms, prior_mean=0.0, best=z.min(), xi=1e-4 / y.std(), noise=1e-2)
     assert np.allclose(ei, expected, atol=1e-7)
     # shifting and scaling the objectives does not change the default proposal
-    assert bo.propose(obs, 5 * y + 2, cand, terms)[0] == bo.propose(obs, y, cand, terms)[0]
+    assert bo.propose(obs, 5 * y + 2, cand, terms).index == bo.propose(obs, y, cand, terms).index
 
 
 def test_failed_trials_reach_the_gp_as_the_worst_objective():
-    from deepncheap.search import observed_objectives
+    from deepncheap.methods.bo_stage import observed_objectives
     from deepncheap.store import Trial
 
     def trial(status, objective):
@@ -152,12 +153,13 @@ def test_batch_proposals_with_pending_points_are_distinct_and_spread():
     space, observed, candidates, y = random_problem(seed=5)
     terms = space.kernel("training")
     obs, cand = space.encode("training", observed), space.encode("training", candidates)
-    first, _ = bo.propose(obs, y, cand, terms)
-    assert bo.propose(obs, y, cand, terms, pending=None)[0] == first  # no pending point: the plain proposal
+    first = bo.propose(obs, y, cand, terms).index
+    assert bo.propose(obs, y, cand, terms, pending=None).index == first  # no pending point: the plain proposal
     chosen = [first]
     for _ in range(5):  # kriging believer: each pending config is observed at the GP's mean there
         pending = [f[chosen] for f in cand]
-        index, ei = bo.propose(obs, y, cand, terms, pending=pending)
+        choice = bo.propose(obs, y, cand, terms, pending=pending)
+        index, ei = choice.index, choice.ei
         assert np.all(np.isneginf(ei[chosen]))  # a pending config is never proposed again
         chosen.append(index)
     assert len(set(chosen)) == 6
@@ -169,3 +171,58 @@ def test_same_rows_compares_padded_layer_encodings():
     a = [np.array([[1.0, np.nan], [1.0, 2.0]]), np.array([3.0, 3.0])]
     b = [np.array([[1.0, np.nan]]), np.array([3.0])]
     assert bo.same_rows(a, b).tolist() == [[True], [False]]
+
+
+def test_batch_proposals_keep_the_observed_incumbent():
+    """With pending points (kriging believer) EI improves on the best *observed* value, never on a fantasy."""
+    space, observed, candidates, y = random_problem(seed=7)
+    terms = space.kernel("training", reference=True)
+    obs, cand = space.encode("training", observed), space.encode("training", candidates)
+    k = bo.kernel_matrix(obs, obs, terms)
+    mean, _ = bo.gp_posterior(k, y, bo.kernel_matrix(cand, obs, terms), prior_mean=float(y.mean()))
+    below = int(np.argmin(mean))
+    assert mean[below] < y.min()  # a pending config whose believed value would beat every observation
+    pending = [f[[below]] for f in cand]
+    choice = bo.propose(obs, y, cand, terms, mode="reference", prior_mean=float(y.mean()), pending=pending)
+    augmented = [np.concatenate([o, p]) for o, p in zip(obs, pending, strict=True)]
+    expected = manual_ei(
+        augmented, np.append(y, mean[below]), cand, terms, prior_mean=float(y.mean()), best=y.min(), xi=1e-4, noise=1e-4
+    )
+    allowed = np.isfinite(choice.ei)
+    assert np.allclose(choice.ei[allowed], expected[allowed], atol=1e-7)
+
+
+def test_a_config_already_trained_is_never_proposed_again():
+    space, observed, candidates, y = random_problem(seed=8)
+    terms = space.kernel("training")
+    with_trained = [*observed[:3], *candidates]  # the first candidates are trained configs
+    obs, cand = space.encode("training", observed), space.encode("training", with_trained)
+    choice = bo.propose(obs, y, cand, terms)
+    assert np.all(np.isneginf(choice.ei[:3])) and choice.index >= 3
+
+
+def test_jitter_beyond_the_noise_is_reported():
+    # round-off can leave a kernel matrix slightly indefinite: the factorization needs more than the noise
+    k = np.array([[1.0, 1.0 + 1e-6], [1.0 + 1e-6, 1.0]])
+    mean, std, jitter = bo.posterior_with_jitter(k, np.array([0.0, 0.1]), k, prior_mean=0.0, noise=1e-8)
+    assert jitter >= 1e-6 and np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
+    _, _, jitter = bo.posterior_with_jitter(np.eye(2), np.zeros(2), np.eye(2), prior_mean=0.0, noise=1e-8)
+    assert jitter == 1e-8
+    space, observed, candidates, y = random_problem(seed=9)
+    choice = bo.propose(
+        space.encode("training", observed), y, space.encode("training", candidates), space.kernel("training")
+    )
+    assert not choice.notes  # nothing unusual, nothing noted
+
+
+def test_when_every_expected_improvement_is_zero_the_lowest_mean_minus_std_is_chosen():
+    space, observed, candidates, _ = random_problem(seed=10)
+    terms = space.kernel("training", reference=True)
+    obs, cand = space.encode("training", observed[:1]), space.encode("training", candidates)
+    # one observation at 0 and a prior mean far above it: EI underflows to exactly 0 at every candidate
+    choice = bo.propose(obs, np.zeros(1), cand, terms, mode="reference", prior_mean=1e3)
+    assert np.all(choice.ei == 0)
+    k = bo.kernel_matrix(obs, obs, terms)
+    mean, std = bo.gp_posterior(k, np.zeros(1), bo.kernel_matrix(cand, obs, terms), prior_mean=1e3)
+    assert choice.index == int(np.argmin(mean - std)) != 0
+    assert any("expected improvement was 0" in note for note in choice.notes)

@@ -21,7 +21,7 @@ DNC = str(Path(sys.executable).parent / "dnc")
 
 
 def worker_pids(parent=None):
-    """The `deepncheap.worker` processes started by `parent` (this test process by default)."""
+    """The `deepncheap.executors.worker` processes started by `parent` (this test process by default)."""
     parent = os.getpid() if parent is None else parent
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _child_worker(p, parent)]
 
@@ -218,7 +218,7 @@ def test_sigterm_stops_every_running_trial_of_a_parallel_search_and_resume_finis
 def _child_worker(proc: Path, parent: int) -> bool:
     try:
         ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        return ppid == parent and b"deepncheap.worker" in (proc / "cmdline").read_bytes()
+        return ppid == parent and b"deepncheap.executors.worker" in (proc / "cmdline").read_bytes()
     except (OSError, ValueError, IndexError):
         return False
 
@@ -239,17 +239,17 @@ def test_worker_messages_carry_measurements_and_weights_as_json_and_safetensors(
     from deepncheap.space import SearchSpace
     from deepncheap.train import DeviceData
     from deepncheap.trial import TrialTask, execute
-    from deepncheap.worker import pack_outcome, pack_task, unpack, unpack_outcome
+    from deepncheap.executors.worker import pack_outcome, pack_task, unpack, unpack_outcome
 
     dataset = load_dataset("digits", network="mlp")
     config = SearchSpace.create("mlp").default_config(depth=1, widths=[24])
     task = TrialTask(7, config, seed=3, epochs=2)
-    assert unpack(pack_task(task))[0] == {"trial_id": 7, "config": config, "seed": 3, "epochs": 2}
+    assert unpack(pack_task(task))[0] == {"kind": "task", "trial_id": 7, "config": config, "seed": 3, "epochs": 2}
     sent = execute(task, DeviceData.from_dataset(dataset, torch.device("cpu")), input_shape=(64,), num_outputs=10)
     message = pack_outcome(sent)
     header, tensors = unpack(message)  # a JSON header and safetensors: nothing is unpickled
     assert header["status"] == "complete" and set(tensors) == set(sent.measured.model.state_dict())
-    received = unpack_outcome(message, config, (64,), 10)
+    received = unpack_outcome(header, tensors, config, (64,), 10)
     assert received.measured.training.val_curve == sent.measured.training.val_curve
     assert received.measured.n_params == sent.measured.n_params
     for key, value in sent.measured.model.state_dict().items():

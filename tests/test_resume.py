@@ -17,7 +17,7 @@ import pytest
 import deepncheap
 from deepncheap.artifacts import weights_trial_id
 from deepncheap.cli import main
-from deepncheap.errors import DataError, OutputError
+from deepncheap.errors import DataError, OutputError, SearchStopped
 from deepncheap.store import RunStore
 
 DNC = str(Path(sys.executable).parent / "dnc")
@@ -31,7 +31,7 @@ FAULT_HARNESS = textwrap.dedent(
     import os, signal, sys, tempfile
     import deepncheap.train
     from deepncheap import artifacts, bo, cli
-    from deepncheap.search import TrialRunner
+    from deepncheap.runner import Runner
 
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
@@ -39,19 +39,19 @@ FAULT_HARNESS = textwrap.dedent(
     kind, where, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
     if kind == "trial":  # after the first epoch of trial STAGE:INDEX (its row is `running`)
         stage, index = where.split(":")
-        start, evaluate, armed = TrialRunner.start, deepncheap.train.evaluate, []
+        start, evaluate, armed = Runner._start, deepncheap.train.evaluate, []
 
-        def killing_start(self, config, **at):  # (serial executor: the trial started is the next one trained)
-            if (at["stage"], at["index"]) == (stage, int(index)):
+        def killing_start(self, proposal):  # (serial executor: the trial started is the next one trained)
+            if (proposal.stage, proposal.index) == (stage, int(index)):
                 armed.append(True)
-            return start(self, config, **at)
+            return start(self, proposal)
 
         def killing_evaluate(*args):
             if armed:
                 die()
             return evaluate(*args)
 
-        TrialRunner.start = killing_start
+        Runner._start = killing_start
         deepncheap.train.evaluate = killing_evaluate
     elif kind == "propose":  # inside the N-th BO proposal of this process
         propose, calls = bo.propose, []
@@ -143,7 +143,7 @@ def test_sigkill_at_many_moments_then_resume_loses_nothing(tmp_path, capsys):
         assert before <= now, f"completed trials lost by the kill at {kind} {where}"
         assert_no_duplicates(run)
         before = now
-    assert not (run / "best.json").exists()  # the kill came half-way through writing it
+    json.loads((run / "best.json").read_text())  # the kill came half-way through rewriting it: the last whole one
     assert list(run.glob(".best.json.*.tmp"))  # ... and left its temporary file behind
 
     assert main(["show", str(run)]) == 0
@@ -255,13 +255,13 @@ def mlp_options(**changes):
     return options | changes
 
 
-def test_time_budget_stops_after_a_trial_and_resume_continues(tmp_path):
+def test_time_budget_stops_the_search_and_resume_continues(tmp_path):
     reference = deepncheap.search(out=tmp_path / "reference", **mlp_options(method="sobol", max_trials=5))
-    stopped = deepncheap.search(out=tmp_path / "run", time_budget=1e-3, **mlp_options(method="sobol", max_trials=5))
-    assert not stopped.finished and stopped.reason == "--time-budget"
-    assert len(complete_set(stopped.run_dir)) == 1  # one trial, then the spent budget stopped it
-    assert (stopped.run_dir / "best.json").is_file()  # a stopped search still has its best so far
-    resumed = deepncheap.resume(stopped.run_dir, verbose=False)
+    with pytest.raises(SearchStopped, match="stopped by --time-budget before any trial completed; continue with"):
+        deepncheap.search(out=tmp_path / "run", time_budget=1e-3, **mlp_options(method="sobol", max_trials=5))
+    with RunStore.open(tmp_path / "run") as store:
+        assert store.state["state"] == "stopped" and store.state["reason"] == "--time-budget"
+    resumed = deepncheap.resume(tmp_path / "run", verbose=False)
     assert resumed.finished
     assert complete_set(resumed.run_dir) == complete_set(reference.run_dir)
     assert resumed.best_config == reference.best_config

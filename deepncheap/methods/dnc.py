@@ -3,8 +3,8 @@ hyperparameters (BO), each stage starting from the best config of the one before
 
 In the default mode the architecture stages train with lr 1e-2 and batch 64
 (`SearchSpace.architecture_stage_training`); in the reference mode with the reference's defaults (lr 1e-3,
-batch 256). A `--max-trials` above the stages' budgets adds BO steps to the training stage (that is how a
-finished search is extended).
+batch 256). A finished search is extended by more BO steps in the training stage
+(`settings.extra_training_steps`, which `resume` raises when asked for more trials than the search made).
 """
 
 from __future__ import annotations
@@ -31,10 +31,7 @@ def ask_dnc(context: MethodContext, history: History, free_slots: int) -> list[P
     advanced = ask_grids(context, history, free_slots, core_best)
     if isinstance(advanced, list):
         return advanced
-    architecture_trials = len(history.stage("core")) + len(history.stage("advanced"))
-    steps = settings.bo_steps
-    if settings.max_trials is not None:
-        steps = max(steps, settings.max_trials - architecture_trials - settings.prior_points)
+    steps = settings.bo_steps + settings.extra_training_steps
     return ask_bo_stage(context, history, free_slots, stage="training", base=advanced.config, steps=steps)
 
 
@@ -69,9 +66,9 @@ def ask_grids(context: MethodContext, history: History, free_slots: int, incumbe
 
 def planned_dnc_trials(context: MethodContext) -> int:
     """The trainings the method plans: both BO stages and every grid (an upper bound: grids skip
-    duplicates), or `--max-trials` when given."""
+    duplicates), at most `--max-trials`."""
     settings, space = context.settings, context.space
     anything: dict[str, Any] = space.largest_config()
     grids = sum(len(space.grid(sub_stage, anything)) - 1 for sub_stage in GRID_SUB_STAGES[space.network])
-    total = 2 * (settings.prior_points + settings.bo_steps) + grids
-    return settings.max_trials or total
+    total = 2 * (settings.prior_points + settings.bo_steps) + settings.extra_training_steps + grids
+    return min(total, settings.max_trials) if settings.max_trials else total
