@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,8 @@ from results_file import write_results  # (benchmarks/ is on sys.path: the scrip
 
 import deepncheap
 from deepncheap.data import load_dataset
-from deepncheap.executors import SerialExecutor
-from deepncheap.search import Scorer, measure_baselines
+from deepncheap.executors.serial import SerialExecutor
+from deepncheap.objective import Scorer, measure_baselines
 from deepncheap.space import SearchSpace
 from deepncheap.store import RunStore
 from deepncheap.train import DeviceData
@@ -100,8 +101,8 @@ def run_optuna(method: str, task: str, wc: float, seed: int, args: argparse.Name
     space = SearchSpace.create("mlp")
     dataset = load_dataset(task, network="mlp")
     data = DeviceData.from_dataset(dataset, torch.device("cpu"))
-    executor = SerialExecutor(data.device)
-    executor.load(dataset)
+    executor = SerialExecutor(data.device, threading.Event())
+    executor.load(dataset, Path(tempfile.gettempdir()))  # (the serial executor writes no file)
     baselines = measure_baselines(space, dataset, executor, penalty="params", seed=seed)
     scorer = Scorer(dataset=dataset, penalty="params", wc=wc, baselines=baselines)
     sampler = optuna.samplers.TPESampler(seed=seed) if method == "tpe" else optuna.samplers.GPSampler(seed=seed)

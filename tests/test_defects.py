@@ -3,6 +3,7 @@
 process-wide state left changed by a search (D12), a time budget with no trial complete (D13), live run
 files (D14) and a closed output pipe (D15). Real training, real SQLite, real subprocesses."""
 
+import contextlib
 import csv
 import json
 import os
@@ -26,9 +27,10 @@ from deepncheap.store import IncompleteStore, RunStore
 
 DNC = str(Path(sys.executable).parent / "dnc")
 TINY = dict(data="iris", network="mlp", penalty="params", epochs=1, seed=0, verbose=False)
-# The training loss of these MLPs becomes NaN in the first epoch (at lr 1e6 Adam's bounded steps keep an iris MLP
-# finite; a linear model may keep a finite training loss even at 1e37).
-DIVERGING = {"lr": [1e37, 1e37], "num_hidden_layers": [1, 2]}
+# The training loss of these MLPs becomes NaN or infinite in the first epoch, so every trial fails (TrialDiverged).
+# (At lr 1e6 Adam's bounded steps keep an iris MLP finite; a linear model, or an epoch of one batch, may keep a
+# finite training loss even at lr 1e37.)
+DIVERGING = {"lr": [1e37, 1e37], "num_hidden_layers": [1, 2], "batch_size": [8, 16]}
 
 
 def tiny_dnc(out, **changes):
@@ -129,18 +131,18 @@ def test_a_diverging_trial_is_a_plain_failure_of_its_config(tmp_path):
         assert "TrialDiverged" in trial.traceback  # kept for every failure, shown by `dnc show --debug`
 
 
-@pytest.mark.parametrize("executor", ["serial", pytest.param("processes", marks=pytest.mark.slow)])
-def test_a_trial_whose_validation_loss_is_not_finite_is_a_failure_of_its_config(tmp_path, executor):
-    """Linear models at lr 1e37: some keep a finite training loss but end their epoch with a NaN validation
-    loss. That is the config's failure (or a complete trial), not a bug of deepncheap, and the search goes on."""
+@pytest.mark.parametrize("executor", ["serial", "processes"])
+def test_a_nan_validation_loss_is_the_configs_failure_not_an_internal_error(tmp_path, executor):
+    """One batch per epoch at lr 1e37: the training loss (of the first, only batch) is finite, the validation
+    loss after that step is NaN. That is the config's failure (or a complete trial), not a bug of deepncheap
+    (the store's epochs table refused the NaN: `internal error (sqlite3.IntegrityError: NOT NULL constraint
+    failed: epochs.val_loss)`, and with worker processes the whole search crashed)."""
     run = tmp_path / "run"
-    space = {"lr": [1e37, 1e37], "num_hidden_layers": 0}
-    try:
-        tiny_random(run, max_trials=6, space=space, executor=executor, workers=1)
-    except SearchFailedError:  # (every trial failed: still a finished search)
-        pass
+    space = {"lr": [1e37, 1e37], "num_hidden_layers": [1, 2], "batch_size": 512}  # (clipped to the 120 samples)
+    with contextlib.suppress(SearchFailedError):  # (every trial failed: still a search that ran to its end)
+        tiny_random(run, max_trials=3, space=space, executor=executor, workers=1)
     trials = stored_trials(run)
-    assert [t.status in ("complete", "failed") for t in trials] == [True] * 6
+    assert [t.status in ("complete", "failed") for t in trials] == [True] * 3
     assert [t.error for t in trials if (t.error or "").startswith("internal error")] == []
 
 
@@ -159,7 +161,7 @@ def test_an_exception_in_the_driver_propagates_and_leaves_the_run_failed(tmp_pat
         tiny_random(run, max_trials=3)
     state = stored_state(run)
     assert state["state"] == "failed"
-    assert state["reason"] == "internal error (RuntimeError: disk on fire)"
+    assert state["reason"].startswith("internal error") and "RuntimeError: disk on fire" in state["reason"]
 
 
 # --- D9: store versions: a newer one is refused in one line, an older (v2) one is read and migrated ------
@@ -225,7 +227,7 @@ def test_resume_migrates_a_v2_store_and_goes_on(tmp_path):
     assert raw_value(run, "schema_version") == 3 and {"epochs", "log"} <= tables(run)
     trials = stored_trials(run)
     assert [t.status for t in trials] == ["complete"] * 3
-    assert trials[2].device == "cpu" and trials[0].device is None  # the new trial has the new columns
+    assert trials[2].device == "cpu"  # the new trial fills the new columns
     with RunStore.open(run) as store:
         assert [e.trial_id for e in store.epochs()] == [3]  # its epoch went to the new table
 
@@ -270,7 +272,6 @@ def trial_results(run):
             for t in stored_trials(run)]  # fmt: skip
 
 
-@pytest.mark.slow
 def test_two_searches_in_threads_of_one_process_equal_each_search_run_alone(tmp_path):
     options = dict(data="digits", network="mlp", penalty="params", method="random", max_trials=3, epochs=2)
     seeds = (1, 2)

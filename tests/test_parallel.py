@@ -236,10 +236,10 @@ def test_worker_messages_carry_measurements_and_weights_as_json_and_safetensors(
     import torch
 
     from deepncheap.data import load_dataset
+    from deepncheap.executors.worker import pack_outcome, pack_task, unpack, unpack_outcome
     from deepncheap.space import SearchSpace
     from deepncheap.train import DeviceData
     from deepncheap.trial import TrialTask, execute
-    from deepncheap.executors.worker import pack_outcome, pack_task, unpack, unpack_outcome
 
     dataset = load_dataset("digits", network="mlp")
     config = SearchSpace.create("mlp").default_config(depth=1, widths=[24])

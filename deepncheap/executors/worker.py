@@ -163,7 +163,6 @@ def main(device: str, threads: int) -> None:
         if header["kind"] != "task":
             continue  # a stop answer that came after its trial ended
         header.pop("kind")
-        _STOP.clear()  # a stop concerns the trial that was running when it came
         task = TrialTask(**header)
 
         def on_epoch(report: EpochReport, trial_id: int = task.trial_id) -> bool:
@@ -177,6 +176,8 @@ def main(device: str, threads: int) -> None:
             return stop
 
         outcome = execute(task, data, input_shape=input_shape, num_outputs=num_outputs, on_epoch=on_epoch)
+        if outcome.status == "interrupted":
+            _STOP.clear()  # a stop concerns the task the driver had given when it came (maybe not begun yet)
         try:
             send.send_bytes(pack_outcome(outcome))
         except OSError:
