@@ -6,14 +6,17 @@ fixed number of trainings: 15 prior points + 15 BO steps per BO stage (the CLI d
   workers2   `--workers 2` (two worker processes, one torch thread each; their start-up is timed),
   ray        `--executor ray --workers 2` on a local Ray instance started once before (`ray.init(num_cpus=2)`,
              its start-up reported apart: a cluster is normally up before a search),
-and the wall times of the searches are compared side by side, seed by seed. `best_delta_median` is the median
-over seeds of (parallel best objective - serial best objective), for workers2: batch proposals made beside
-pending trials should not make the search clearly worse (negative: better).
+and the wall times of the searches are compared side by side, seed by seed. The whole comparison is repeated
+`--repeats` times, interleaved (repeat 1 of every seed and mode, then repeat 2, ...), and each ratio is the
+median over repeats of the ratio of summed wall times (the machine is shared: one repeat measured 0.57 to 0.68).
+`best_delta_median` is the median over seeds of (parallel best objective - serial best objective), for
+workers2: batch proposals made beside pending trials should not make the search clearly worse (negative:
+better).
 
-Last line: `workers2_over_serial=R1 ray_over_serial=R2 best_delta_median=D` (ratios of the summed wall times).
-Writes benchmarks/results/parallel.md and parallel.csv; `--quick` (1 seed, 5 epochs) parallel_quick.*.
+Last line: `workers2_over_serial=R1 ray_over_serial=R2 best_delta_median=D repeats=N`.
+Writes benchmarks/results/parallel.md and parallel.csv; `--quick` (1 seed, 5 epochs, 1 repeat) parallel_quick.*.
 
-    .venv/bin/python benchmarks/parallel.py [--seeds 3] [--epochs 30] [--quick]
+    .venv/bin/python benchmarks/parallel.py [--seeds 3] [--epochs 30] [--repeats 3] [--quick]
 
 Needs the `ray` extra (installed by `make test`).
 """
@@ -55,9 +58,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--quick", action="store_true", help="1 seed, 5 epochs")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1 seed, 5 epochs, 1 repeat")
     args = parser.parse_args()
-    seeds, epochs = (1, 5) if args.quick else (args.seeds, args.epochs)
+    seeds, epochs, repeats = (1, 5, 1) if args.quick else (args.seeds, args.epochs, args.repeats)
     import ray
 
     began = time.perf_counter()
@@ -67,24 +71,32 @@ def main() -> None:
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for seed in range(seeds):
-                for mode in MODES:  # interleaved: the modes of a seed run back to back
-                    wall, best, trainings = run_search(mode, seed, epochs, Path(tmp))
-                    rows.append({"seed": seed, "mode": mode, "wall_s": wall, "best": best, "trainings": trainings})
-                    print(
-                        f"seed {seed} {mode:9s} wall {wall:6.1f} s  best {best:+.4f}  trainings {trainings}", flush=True
-                    )
+            for repeat in range(repeats):
+                for seed in range(seeds):
+                    for mode in MODES:  # interleaved: the modes of a seed run back to back
+                        wall, best, trainings = run_search(mode, seed, epochs, Path(tmp) / str(repeat))
+                        row = {"repeat": repeat, "seed": seed, "mode": mode, "wall_s": wall, "best": best}
+                        rows.append(row | {"trainings": trainings})
+                        print(
+                            f"repeat {repeat} seed {seed} {mode:9s} wall {wall:6.1f} s  best {best:+.4f}  "
+                            f"trainings {trainings}",
+                            flush=True,
+                        )
     finally:
         ray.shutdown()
     report(rows, args, epochs, ray_init_s, time.perf_counter() - began)
 
 
 def report(rows: list[dict], args: argparse.Namespace, epochs: int, ray_init_s: float, wall_s: float) -> None:
-    def of(mode: str, key: str) -> list[float]:
-        return [r[key] for r in rows if r["mode"] == mode]
+    def of(mode: str, key: str, repeat: int = 0) -> list[float]:
+        return [r[key] for r in rows if r["mode"] == mode and r["repeat"] == repeat]
 
-    serial_wall = sum(of("serial", "wall_s"))
-    ratios = {mode: sum(of(mode, "wall_s")) / serial_wall for mode in ("workers2", "ray")}
+    repeats = sorted({r["repeat"] for r in rows})
+    per_repeat = {
+        mode: [sum(of(mode, "wall_s", k)) / sum(of("serial", "wall_s", k)) for k in repeats]
+        for mode in ("workers2", "ray")
+    }
+    ratios = {mode: statistics.median(values) for mode, values in per_repeat.items()}
     deltas = {mode: [p - s for p, s in zip(of(mode, "best"), of("serial", "best"), strict=True)] for mode in MODES}
     lines = [
         f"# parallel{' (quick)' if args.quick else ''}",
@@ -94,29 +106,32 @@ def report(rows: list[dict], args: argparse.Namespace, epochs: int, ray_init_s: 
         f"training, {len({r['seed'] for r in rows})} seed(s); serial = torch's default threads, workers2 / ray = 2 "
         f"trials at once, 1 thread each. Local Ray start-up (not in the ray times): {ray_init_s:.1f} s.",
         "",
-        "| seed | mode | trainings | wall s | best objective | best - serial |",
-        "|---|---|---|---|---|---|",
+        "| repeat | seed | mode | trainings | wall s | best objective | best - serial |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        serial_best = next(r["best"] for r in rows if r["seed"] == row["seed"] and r["mode"] == "serial")
+        serial_best = next(
+            r["best"] for r in rows if (r["repeat"], r["seed"], r["mode"]) == (row["repeat"], row["seed"], "serial")
+        )
         lines.append(
-            f"| {row['seed']} | {row['mode']} | {row['trainings']} | {row['wall_s']:.1f} | {row['best']:+.4f} | "
-            f"{row['best'] - serial_best:+.4f} |"
+            f"| {row['repeat']} | {row['seed']} | {row['mode']} | {row['trainings']} | {row['wall_s']:.1f} | "
+            f"{row['best']:+.4f} | {row['best'] - serial_best:+.4f} |"
         )
     lines += [
         "",
-        f"wall-time ratios (sums over seeds): workers2/serial {ratios['workers2']:.3f}, "
-        f"ray/serial {ratios['ray']:.3f}; "
+        "wall-time ratios (sums over seeds) per repeat: "
+        + "; ".join(f"{mode}/serial " + ", ".join(f"{v:.3f}" for v in values) for mode, values in per_repeat.items()),
+        f"median over repeats: workers2/serial {ratios['workers2']:.3f}, ray/serial {ratios['ray']:.3f}; "
         f"median best delta: workers2 {statistics.median(deltas['workers2']):+.4f}, "
         f"ray {statistics.median(deltas['ray']):+.4f}",
         f"wall time: {wall_s / 60:.1f} min",
         "",
         f"workers2_over_serial={ratios['workers2']:.3f} ray_over_serial={ratios['ray']:.3f} "
-        f"best_delta_median={statistics.median(deltas['workers2']):+.4f}",
+        f"best_delta_median={statistics.median(deltas['workers2']):+.4f} repeats={len(repeats)}",
     ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    header = ["seed", "mode", "trainings", "wall_s", "best"]
+    print(text, end="")
+    header = ["repeat", "seed", "mode", "trainings", "wall_s", "best"]
     write_results("parallel", text, quick=args.quick, header=header, rows=([r[k] for k in header] for r in rows))
 
 

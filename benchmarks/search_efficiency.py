@@ -202,7 +202,7 @@ def report(outcomes: list[Outcome], tasks: tuple[str, ...], args: argparse.Names
     summary = " ".join(f"wins_{method}={count}" for method, count in wins.items())
     lines.append(summary)
     text = "\n".join(lines) + "\n"
-    print(text)
+    print(text, end="")
     write_results(
         "search_efficiency",
         text,

@@ -1,8 +1,10 @@
 """Accuracy against cost: Deep-n-Cheap MLP searches on digits at several complexity weights w_c.
 
 Penalty `params`, a small budget per search. Prints a table (w_c, validation accuracy, parameters, time per
-epoch) and, last, `params_ratio_wc0_over_wc10=R`: how many times more parameters the accuracy-only search
-(w_c = 0) picks than the cost-heavy one (w_c = 10). The target is R >= 5, with cost falling as w_c grows.
+epoch) and, last, `cost_falls_with_wc=yes|no params_ratio_wc0_over_wc10=R`: whether the parameter count
+falls as w_c grows, and how many times more parameters the accuracy-only search (w_c = 0) picks than the
+cost-heavy one (w_c = 10). The target is R >= 5, with cost falling as w_c grows. Writes
+benchmarks/results/tradeoff.md.
 
     .venv/bin/python benchmarks/tradeoff.py [--prior-points 5] [--bo-steps 5] [--epochs 10] [--seed 0]
 """
@@ -13,6 +15,8 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+
+from results_file import write_results  # (benchmarks/ is on sys.path: the scripts run as files)
 
 import deepncheap
 
@@ -39,13 +43,17 @@ def main() -> None:
             rows.append((wc, m["val_accuracy"], m["n_params"], m["time_per_epoch_s"], time.perf_counter() - start,
                          result.best_config["hidden_nodes"]))  # fmt: skip
 
-    print(f"{'w_c':>6} {'val_acc':>8} {'params':>8} {'s/epoch':>8} {'search_s':>9}  hidden nodes")
+    lines = [f"{'w_c':>6} {'val_acc':>8} {'params':>8} {'s/epoch':>8} {'search_s':>9}  hidden nodes"]
     for wc, accuracy, params, per_epoch, wall, nodes in rows:
-        print(f"{wc:>6g} {accuracy:>8.4f} {params:>8d} {per_epoch:>8.4f} {wall:>9.1f}  {nodes}")
+        lines.append(f"{wc:>6g} {accuracy:>8.4f} {params:>8d} {per_epoch:>8.4f} {wall:>9.1f}  {nodes}")
     params = [row[2] for row in rows]
     falling = all(a >= b for a, b in zip(params, params[1:], strict=False))
-    print(f"cost_falls_with_wc={'yes' if falling else 'no'}")
-    print(f"params_ratio_wc0_over_wc10={params[0] / params[-1]:.1f}")
+    lines.append(
+        f"cost_falls_with_wc={'yes' if falling else 'no'} params_ratio_wc0_over_wc10={params[0] / params[-1]:.1f}"
+    )
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    write_results("tradeoff", text)
 
 
 if __name__ == "__main__":

@@ -56,3 +56,14 @@ class History:
     def best(self, stage: str | None = None) -> Trial | None:
         """The best complete trial (of `stage`), by `store.best_of`'s rule."""
         return best_of(list(self.trials) if stage is None else self.stage(stage))
+
+
+def every_trial_failed(what: str, trials: list[Trial]) -> str:
+    """The error of a stage with no complete trial: the user's configs, or a bug of ours (internal errors)."""
+    internal = next((t.error for t in trials if (t.error or "").startswith("internal error")), None)
+    if internal is not None:
+        return (
+            f"{what} failed with an internal error of deepncheap ({internal}); "
+            "rerun with --debug for the traceback and report it"
+        )
+    return f"{what} failed; check the errors in 'dnc show' (e.g. narrow the lr range)"

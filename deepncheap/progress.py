@@ -41,13 +41,21 @@ def describe_trial(trial: Trial) -> str:
     )
 
 
+class _Console(Console):
+    """A rich console that goes quiet when its output is closed (`dnc search ... |& head`), where rich's
+    own would exit the process."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+
+
 class SearchProgress:
     """Context manager shown while a search runs; silent when `enabled` is False."""
 
     def __init__(self, total: int, *, enabled: bool = True, console: Console | None = None):
         self.total = total
         self.enabled = enabled
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or _Console(stderr=True, highlight=False)
         self._done = 0
         self._progress: Progress | None = None
         self._task: TaskID | None = None

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from deepncheap.errors import OutputError
-from deepncheap.store import STORE_NAME, IncompleteStore, RunStore
+from deepncheap.store import STORE_NAME, IncompleteStore, RunStore, StoreVersionError
 
 LOCK_NAME = ".lock"
 # The files a search writes; `overwrite` removes these and nothing else the user may keep in the folder.
@@ -82,6 +82,11 @@ def check_run(run_dir: Path) -> None:
     except FileNotFoundError:
         raise OutputError(
             f"{run_dir} is not a run (it has no {STORE_NAME}); give a directory made by dnc search"
+        ) from None
+    except StoreVersionError as exc:
+        raise OutputError(
+            f"{run_dir} was written by a newer deepncheap ({exc}); upgrade deepncheap to read it: "
+            "pip install -U deepncheap"
         ) from None
     except IncompleteStore:
         pid = holder_pid(run_dir)

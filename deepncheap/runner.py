@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deepncheap import artifacts
@@ -145,10 +145,13 @@ class Runner:
         return reason is not None
 
     def _next_outcome(self) -> TrialOutcome:
-        """The next outcome of a running trial; a trial whose worker died is run again once."""
+        """The next outcome of a running trial; a trial whose worker died is run again once (while stopping,
+        it is interrupted: a worker still starting up dies of the stop signal before it can handle it)."""
         while True:
             outcome = self.executor.next_outcome(self.on_epoch)
             running = self.running[outcome.trial_id]
+            if outcome.status == "lost" and self.stop.is_set():
+                return replace(outcome, status="interrupted")
             if outcome.status != "lost" or running.losses > 0:
                 return outcome
             running.losses += 1

@@ -24,7 +24,7 @@ from deepncheap.artifacts import SearchResult, load_run
 from deepncheap.data import Dataset, load_dataset
 from deepncheap.errors import DataError, SearchFailedError, SearchInterrupted, SearchStopped, SettingsError
 from deepncheap.executors import Executor, create_executor, opened
-from deepncheap.history import History
+from deepncheap.history import History, every_trial_failed
 from deepncheap.methods import MethodContext, method_for, planned_trials
 from deepncheap.objective import BASELINE_EPOCHS, BaselineFailed, Baselines, Scorer, measure_baselines
 from deepncheap.progress import SearchProgress
@@ -199,8 +199,9 @@ def _drive(run: OpenRun, time_budget_s: float | None, verbose: bool, notes: list
                 raise SearchStopped(
                     f"stopped by {reason} before any trial completed; continue with: dnc resume {run_dir}"
                 )
-            store.set_state("failed", "every trial failed")
-            raise SearchFailedError(f"every trial failed (see 'dnc show {run_dir}'); check the errors there")
+            message = every_trial_failed("every trial", store.trials())
+            store.set_state("failed", message)
+            raise SearchFailedError(message)
         _write_outputs(run, runner, retrain_weights=True)
         store.set_state(state, reason)
         if state == "stopped":

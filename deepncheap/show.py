@@ -90,7 +90,7 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
     console.print(trials_table(trials))
     for trial_id in running:
         reported = [e for e in epochs if e.trial_id == trial_id]
-        curve = ", ".join(f"{e.epoch}: {e.val_score:.4g} ({e.epoch_time_s:.3f} s)" for e in reported)
+        curve = ", ".join(f"{e.epoch}: {e.val_score or float('nan'):.4g} ({e.epoch_time_s:.3f} s)" for e in reported)
         console.print(f"running trial #{trial_id}, epochs so far (validation score, time): {curve or 'none yet'}")
     for line in log_lines:
         console.print(f"log: {line}")

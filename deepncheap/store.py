@@ -13,6 +13,7 @@ is by readers); one of a newer version is refused with the fix (`StoreVersionErr
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -75,8 +76,8 @@ CREATE TABLE IF NOT EXISTS trials (
 CREATE TABLE IF NOT EXISTS epochs (
     trial_id INTEGER NOT NULL,
     epoch INTEGER NOT NULL,
-    val_score REAL NOT NULL,
-    val_loss REAL NOT NULL,
+    val_score REAL,
+    val_loss REAL,
     epoch_time_s REAL NOT NULL,
     PRIMARY KEY (trial_id, epoch)
 );
@@ -141,8 +142,8 @@ class EpochRecord:
 
     trial_id: int
     epoch: int
-    val_score: float
-    val_loss: float
+    val_score: float | None  # None where it was not finite (a diverging network)
+    val_loss: float | None
     epoch_time_s: float
 
 
@@ -334,12 +335,13 @@ class RunStore:
 
     # --- epochs and log -------------------------------------------------------------------------------
     def add_epoch(self, record: EpochRecord) -> None:
-        """Store one reported epoch of a running trial."""
+        """Store one reported epoch of a running trial (a value that is not finite as NULL)."""
+        values = [v if v is None or math.isfinite(v) else None for v in (record.val_score, record.val_loss)]
         with self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO epochs (trial_id, epoch, val_score, val_loss, epoch_time_s) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (record.trial_id, record.epoch, record.val_score, record.val_loss, record.epoch_time_s),
+                (record.trial_id, record.epoch, *values, record.epoch_time_s),
             )
 
     def epochs(self, trial_ids: list[int] | None = None) -> list[EpochRecord]:

@@ -50,6 +50,9 @@ def signature(trials):
 
 def check_parallel_run(run, *, workers):
     trials = trials_of(run)
+    with RunStore.open(run) as store:  # every epoch of every trial was streamed back while it ran
+        epochs = [(e.trial_id, e.epoch) for e in store.epochs()]
+    assert epochs == [(t.trial_id, epoch) for t in trials for epoch in range(1, t.epochs + 1)]
     # core 3 + 3, MLP dropout grid (5 rates besides the incumbent's), training 3 + 3
     assert len(trials) == 6 + 5 + 6
     assert all(t.status == "complete" for t in trials)
@@ -257,3 +260,15 @@ def test_worker_messages_carry_measurements_and_weights_as_json_and_safetensors(
     x = torch.from_numpy(dataset.x_val[:5])
     sent.measured.model.eval(), received.measured.model.eval()
     assert torch.equal(received.measured.model(x), sent.measured.model(x))  # the same network, rebuilt
+
+
+def test_a_resumed_search_keeps_the_number_of_trials_at_once_it_started_with(tmp_path, monkeypatch):
+    import deepncheap.executors
+
+    stopped = tiny_search(tmp_path / "run", executor="processes", max_trials=1)  # workers: CPUs here
+    assert stopped.settings["slots"] == (os.cpu_count() or 1) == 2
+    monkeypatch.setattr(deepncheap.executors.os, "cpu_count", lambda: 8)  # "another machine"
+    result = deepncheap.resume(tmp_path / "run", max_trials=4, verbose=False)
+    assert not result.finished
+    trials = trials_of(tmp_path / "run")
+    assert len(trials) == 4 and max(t.concurrent for t in trials) == 2  # 3 prior points, 2 at a time

@@ -182,6 +182,11 @@ def slow_data(tmp_path_factory):
     return {size: ["--data", str(root / f"{size}.npz"), *options] for size in ("slow", "medium")}
 
 
+def reported_epochs(run):
+    with RunStore.open(run) as store:
+        return store.epochs()
+
+
 def start(args):
     return subprocess.Popen([DNC, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -191,12 +196,16 @@ def test_sigterm_stops_gracefully_show_sees_live_state_and_resume_finishes(
     tmp_path, slow_data, capsys, wait_for_running_trial
 ):
     run = tmp_path / "run"
-    process = start(["search", *slow_data["medium"], "--max-trials", "1", "--epochs", "2", "--out", str(run)])
+    process = start(["search", *slow_data["medium"], "--max-trials", "1", "--epochs", "4", "--out", str(run)])
     try:
         wait_for_running_trial(run, process)
+        deadline = time.time() + 120
+        while time.time() < deadline and not reported_epochs(run):  # its first epoch is reported
+            time.sleep(0.05)
         assert main(["show", str(run)]) == 0  # another process reads the live store
         shown = capsys.readouterr().out
         assert f"state: running (pid {process.pid})" in shown and "1 running" in shown
+        assert "running trial #1, epochs so far (validation score, time): 1: 0." in shown
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
     finally:

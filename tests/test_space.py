@@ -202,3 +202,17 @@ def test_batch_size_not_bounded_when_the_training_set_is_large_enough():
     assert space.bounded_by_training_set(50_000) == (space, None)
     with pytest.raises(ValueError, match="at least 1"):
         space.bounded_by_training_set(0)
+
+
+def test_space_files_read_exponent_numbers_as_numbers(tmp_path):
+    from deepncheap.space import read_space_file
+
+    for name, text in (
+        ("space.yaml", "lr: [1e-4, 1e-2]\nweight_decay: 1E-5\n"),
+        ("space.json", '{"lr": [1e-4, 1e-2]}'),
+    ):
+        (tmp_path / name).write_text(text)
+        overrides = read_space_file(tmp_path / name)
+        assert overrides["lr"] == [1e-4, 1e-2]
+        assert SearchSpace.create("mlp", overrides).lr == (1e-4, 1e-2)
+    assert read_space_file(tmp_path / "space.yaml")["weight_decay"] == 1e-5

@@ -1,5 +1,10 @@
 """The serial executor: trials one at a time in the driver's process, on its device and threads; epoch
-reports go straight to the driver (a stop answer ends the trial after that very epoch)."""
+reports go straight to the driver (a stop answer ends the trial after that very epoch).
+
+Torch's, numpy's and Python's random generators are process-wide, and a trial seeds them and draws from
+them (initial weights, dropout, batch order). Searches running in threads of one process therefore take
+turns trial by trial (`_TRIAL_LOCK`), so that each trial's results are those of the same trial run alone.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from deepncheap.data import Dataset
 from deepncheap.executors import EpochCallback
 from deepncheap.train import DeviceData, EpochReport
 from deepncheap.trial import TrialOutcome, TrialTask, execute
+
+_TRIAL_LOCK = threading.Lock()
 
 
 class SerialExecutor:
@@ -46,9 +53,10 @@ class SerialExecutor:
             return on_epoch(task.trial_id, report)
 
         dataset = self._dataset
-        return execute(
-            task, self._data, input_shape=dataset.input_shape, num_outputs=dataset.num_outputs, on_epoch=hook
-        )
+        with _TRIAL_LOCK:
+            return execute(
+                task, self._data, input_shape=dataset.input_shape, num_outputs=dataset.num_outputs, on_epoch=hook
+            )
 
     def close(self) -> None:
         self._task = None

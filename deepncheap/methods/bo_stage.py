@@ -15,7 +15,7 @@ import numpy as np
 
 from deepncheap import bo
 from deepncheap.errors import SearchFailedError
-from deepncheap.history import History
+from deepncheap.history import History, every_trial_failed
 from deepncheap.methods.base import MethodContext, Proposal
 from deepncheap.space import derive_seed
 from deepncheap.store import Trial
@@ -95,17 +95,6 @@ def observed_objectives(trials: list[Trial]) -> np.ndarray:
     """The objectives the GP sees: a failed trial counts as the worst complete trial of the list."""
     worst = max(t.objective for t in _complete(trials))  # type: ignore[type-var]
     return np.array([t.objective if t.status == "complete" else worst for t in trials], dtype=float)
-
-
-def every_trial_failed(what: str, trials: list[Trial]) -> str:
-    """The error of a stage with no complete trial: the user's configs, or a bug of ours (internal errors)."""
-    internal = next((t.error for t in trials if (t.error or "").startswith("internal error")), None)
-    if internal is not None:
-        return (
-            f"{what} failed with an internal error of deepncheap ({internal}); "
-            "rerun with --debug for the traceback and report it"
-        )
-    return f"{what} failed; check the errors in 'dnc show' (e.g. narrow the lr range)"
 
 
 def _complete(trials: list[Trial]) -> list[Trial]:

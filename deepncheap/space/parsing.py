@@ -30,7 +30,9 @@ _PROBABILITY_CHOICES = ("input_drop_probs", "drop_probs", "drop_probs_mlp")  # d
 
 
 def read_space_file(path: str | Path) -> dict[str, Any]:
-    """Overrides from a YAML or JSON file (`--space`), loaded with yaml.safe_load (never runs code)."""
+    """Overrides from a YAML or JSON file (`--space`), loaded with yaml's safe loader (never runs code).
+    Numbers such as 1e-3 are numbers, as in JSON and YAML 1.2 (YAML 1.1, which PyYAML follows, would read
+    them as text)."""
     import yaml
 
     file = Path(path).expanduser()
@@ -41,7 +43,7 @@ def read_space_file(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpaceError(f"cannot read space file {file} ({exc}); give a readable YAML or JSON file") from None
     try:
-        overrides = yaml.safe_load(text)
+        overrides = yaml.load(text, Loader=_loader())  # (a SafeLoader)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
@@ -138,3 +140,17 @@ def is_int(v: Any) -> bool:
 def is_number(v: Any) -> bool:
     """A finite real number (numpy included), not a bool."""
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _loader() -> type:
+    """yaml.SafeLoader that also reads exponent numbers without a dot (1e-3) as floats."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    exponent = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
+    return Loader
