@@ -8,8 +8,11 @@ exist yet (this script runs that command, and `git worktree remove --force /tmp/
 /tmp/dnc-old that was already there is used and left in place). The data are written once into a temporary
 directory as a .npz: `xtr` float32 (50000, 3, 32, 32) standard normal, `ytr` int64 labels in 0..9, and a
 1000-sample `xte`/`yte`. Each measurement is a fresh subprocess of this same interpreter with `PYTHONPATH` set to
-the code tree under test (it wins over the editable install; the child prints `deepncheap.__file__`, and the
-module its workers were started with, to show which code ran), which runs
+the code tree under test (it wins over the editable install), started in the temporary directory: the workers
+run `python -m ...`, which puts their working directory first on sys.path, so from the repo root the old
+driver's workers would import the new package. The child reports `deepncheap.__file__` and its workers' module,
+PYTHONPATH and whether their working directory holds a `deepncheap` folder; a run that imported other code
+counts as failed. The child runs
 
     deepncheap.search(data=NPZ, network="mlp", penalty="params", method="random", max_trials=2, epochs=1,
                       executor="processes", workers=2, space={"num_hidden_layers": 0}, seed=0, ...)
@@ -18,7 +21,7 @@ module its workers were started with, to show which code ran), which runs
 reports on its last stdout line, as JSON:
   driver peak      its own peak RSS over the whole search (`getrusage(RUSAGE_SELF).ru_maxrss`), which includes
                    the data loader (reading the .npz, the float32 cast, the validation split, standardizing:
-                   the same code in both trees) and torch (about 0.45 GB);
+                   the same code in both trees) and the interpreter with torch (about 0.26 GB at the start);
   load peak        the same peak read when `load_dataset` returns; then the peak is reset (Linux
                    /proc/self/clear_refs) and read again at the end:
   post-load peak   the driver's peak after the data were loaded: the hand-over to the workers and the search;
@@ -44,6 +47,7 @@ ratios new/old; a failed side gives nan). Writes benchmarks/results/data_memory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -55,6 +59,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from results_file import write_results  # (benchmarks/ is on sys.path: the scripts run as files)
 
@@ -102,6 +107,9 @@ class WorkerSampler(threading.Thread):
         self.done = threading.Event()
         self.anon = self.file = 0
         self.modules: set[str] = set()
+        self.seen: set[int] = set()
+        self.pythonpaths: set[str] = set()  # the workers' PYTHONPATH
+        self.shadowed = False  # a worker ran in a folder holding a `deepncheap` (it would import that one)
 
     def run(self) -> None:
         me = os.getpid()
@@ -115,8 +123,15 @@ class WorkerSampler(threading.Thread):
                     continue
                 self.anon = max(self.anon, fields.get("RssAnon", 0))
                 self.file = max(self.file, fields.get("RssFile", 0) + fields.get("RssShmem", 0))
-                if b"-m" in argv:
+                if b"-m" in argv and pid not in self.seen:
+                    self.seen.add(pid)
                     self.modules.add(argv[argv.index(b"-m") + 1].decode())
+                    with contextlib.suppress(OSError):  # `python -m` puts its cwd first on sys.path
+                        cwd = os.readlink(f"/proc/{pid}/cwd")
+                        self.shadowed |= (Path(cwd) / "deepncheap").exists()
+                        with open(f"/proc/{pid}/environ", "rb") as handle:
+                            env = dict(v.partition(b"=")[::2] for v in handle.read().split(b"\0") if v)
+                        self.pythonpaths.add(env.get(b"PYTHONPATH", b"").decode())
 
 
 def child(npz: str, out: str) -> None:
@@ -125,9 +140,9 @@ def child(npz: str, out: str) -> None:
     print(f"deepncheap imported from {deepncheap.__file__}", flush=True)
     search_module = sys.modules["deepncheap.search"]
     load_dataset = search_module.load_dataset
-    seen: dict[str, float | None] = {}
+    seen: dict[str, float] = {}
 
-    def measured_load(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def measured_load(*args: Any, **kwargs: Any) -> Any:
         dataset = load_dataset(*args, **kwargs)
         seen["load_peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB
         seen["data"] = sum(getattr(dataset, key).nbytes for key in ("x_train", "y_train", "x_val", "y_val"))
@@ -138,10 +153,10 @@ def child(npz: str, out: str) -> None:
                 handle.write("5")
             seen["reset"] = 1
         except OSError:
-            seen["reset"] = None
+            seen["reset"] = 0
         return dataset
 
-    search_module.load_dataset = measured_load
+    search_module.load_dataset = measured_load  # type: ignore[attr-defined]
     rss_start = _status()["VmRSS"]
     sampler = WorkerSampler()
     sampler.start()
@@ -159,6 +174,8 @@ def child(npz: str, out: str) -> None:
     report = {
         "deepncheap_file": deepncheap.__file__,
         "worker_modules": sorted(sampler.modules),
+        "worker_pythonpaths": sorted(sampler.pythonpaths),
+        "worker_shadowed": sampler.shadowed,
         "trial_statuses": statuses,
         "search_s": search_s,
         "data_mb": seen["data"] / MB,
@@ -214,9 +231,10 @@ def old_tree() -> bool:
 def run_child(code: str, npz: Path, out: Path) -> dict:
     env = os.environ | {"PYTHONPATH": str(TREES[code])}
     began = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", str(npz), str(out)], env=env, capture_output=True, text=True
-    )
+    proc = subprocess.run(  # (run in the temp dir: its workers, `python -m`, import from their cwd first)
+        [sys.executable, __file__, "--child", str(npz), str(out)], env=env, cwd=npz.parent, capture_output=True,
+        text=True,
+    )  # fmt: skip
     wall = time.perf_counter() - began
     lines = proc.stdout.strip().splitlines()
     try:
@@ -227,6 +245,8 @@ def run_child(code: str, npz: Path, out: Path) -> dict:
     expected = str(TREES[code] / "deepncheap" / "__init__.py")
     if report["deepncheap_file"] != expected:
         return {"code": code, "wall_s": wall, "error": f"imported {report['deepncheap_file']}, not {expected}"}
+    if report["worker_pythonpaths"] != [str(TREES[code])] or report["worker_shadowed"]:
+        return {"code": code, "wall_s": wall, "error": f"workers may have imported other code: {report}"}
     return {"code": code, "wall_s": wall, "error": "", **report}
 
 

@@ -135,8 +135,10 @@ def prepare(
         target_mean = float(y_train.mean())
         target_std = float(y_train.std()) or 1.0
 
-    def x_norm(x: np.ndarray) -> np.ndarray:
-        return ((x - mean) / std).astype(np.float32)
+    def x_norm(x: np.ndarray) -> np.ndarray:  # one new float32 array (never the caller's, changed in place)
+        standardized = np.subtract(x, mean, dtype=np.float32)
+        standardized /= std
+        return standardized
 
     def y_norm(y: np.ndarray) -> np.ndarray:
         return ((y - target_mean) / target_std).astype(np.float32) if task == "regression" else y
@@ -215,7 +217,7 @@ def _encode_targets(ys: dict[str, np.ndarray], task: str) -> tuple[tuple[str, ..
 
 
 def _shape_for_network(x: np.ndarray, network: str, image_shape: tuple[int, int, int] | None) -> np.ndarray:
-    x = x.astype(np.float32)
+    x = x.astype(np.float32, copy=False)  # (a copy of data set size only when the type differs)
     if network == "mlp":
         return x.reshape(len(x), -1)
     if image_shape is not None:
