@@ -177,8 +177,11 @@ def load_run(run_dir: str | Path) -> SearchResult:
         )
     record = json.loads(path.read_text())
     data = record["settings"]["data"]
-    model = build_model(record["config"], tuple(data["input_shape"]), int(data["num_outputs"]))
-    model.load_state_dict(load_weights(run_dir))
+    # Built on the meta device, then given the saved tensors: no random initialization, so loading a run
+    # draws nothing from torch's process-wide generator (a search in another thread may be training).
+    with torch.device("meta"):
+        model = build_model(record["config"], tuple(data["input_shape"]), int(data["num_outputs"]))
+    model.load_state_dict(load_weights(run_dir), assign=True)
     model.eval()
     return SearchResult(
         run_dir=run_dir,

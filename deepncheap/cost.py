@@ -1,4 +1,4 @@
-"""Complexity measures of a model: trainable parameters and forward FLOPs per sample."""
+"""Complexity measures of a model: trainable parameters, layers and forward FLOPs per sample."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ from torch.utils.flop_counter import FlopCounterMode
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_layers(model: nn.Module) -> int:
+    """Number of leaf modules (linear, convolution, normalization, activation, dropout, ... layers)."""
+    return sum(1 for m in model.modules() if next(m.children(), None) is None)
 
 
 def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from deepncheap import timing
+
 if TYPE_CHECKING:
     from deepncheap.data import Dataset
     from deepncheap.executors import Executor
@@ -22,11 +24,15 @@ BASELINE_EPOCHS = 3  # of the time baseline: one warm-up epoch, then two timed
 
 @dataclass(frozen=True)
 class Baselines:
-    """Normalizers of the complexity: the space's largest network's parameter count, and the time per
-    epoch of the space's reference config (measured once per search; None when not measured)."""
+    """Normalizers of the complexity: the space's largest network's parameter count and, for the time
+    penalty, the reference config's time per epoch, measured (once per search) and modelled (`timing`), and
+    which of the two ranks the trials (`time_measure`: the cost model when the measured epoch is too short
+    to time)."""
 
     n_params: int
     time_per_epoch_s: float | None = None
+    modelled_epoch_s: float | None = None
+    time_measure: str = timing.MEASURED
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -35,11 +41,26 @@ class Baselines:
         text = f"{self.n_params:,} parameters (largest network)"
         if self.time_per_epoch_s is not None:
             text += f", {self.time_per_epoch_s:.3f} s per epoch (reference config)"
+            if self.time_measure == timing.COST_MODEL:
+                text += (
+                    f"; epochs this short are ranked by timing noise, so f_c uses the cost model of an epoch "
+                    f"(steps, layers, parameters, FLOPs) instead of measured time (below {timing.TIMEABLE_EPOCH_S} s)"
+                )
         return text
+
+    @property
+    def reference_epoch_s(self) -> float | None:
+        """The reference config's epoch in the measure that ranks the trials."""
+        return self.modelled_epoch_s if self.time_measure == timing.COST_MODEL else self.time_per_epoch_s
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Baselines:
-        return cls(n_params=int(values["n_params"]), time_per_epoch_s=values.get("time_per_epoch_s"))
+        return cls(
+            n_params=int(values["n_params"]),
+            time_per_epoch_s=values.get("time_per_epoch_s"),
+            modelled_epoch_s=values.get("modelled_epoch_s"),
+            time_measure=values.get("time_measure", timing.MEASURED),
+        )
 
 
 def performance_error(
@@ -62,13 +83,14 @@ def performance_error(
 
 
 def complexity(*, penalty: str, n_params: int, time_per_epoch_s: float, baselines: Baselines) -> float:
-    """f_c: the trial's cost divided by the baseline's cost."""
+    """f_c: the trial's cost divided by the baseline's cost (`time_per_epoch_s` in the baselines'
+    `time_measure`)."""
     if penalty == "params":
         return n_params / baselines.n_params
     if penalty == "time":
-        if not baselines.time_per_epoch_s:
+        if not baselines.reference_epoch_s:
             raise ValueError("the time baseline was not measured")
-        return time_per_epoch_s / baselines.time_per_epoch_s
+        return time_per_epoch_s / baselines.reference_epoch_s
     raise ValueError(f"unknown penalty '{penalty}'")
 
 
@@ -98,7 +120,11 @@ class Scorer:
         f_c = complexity(
             penalty=self.penalty,
             n_params=measured.n_params,
-            time_per_epoch_s=training.time_per_epoch_s,
+            time_per_epoch_s=(
+                measured.modelled_epoch_s
+                if self.baselines.time_measure == timing.COST_MODEL
+                else training.time_per_epoch_s
+            ),
             baselines=self.baselines,
         )
         val_loss = training.val_loss
@@ -114,6 +140,7 @@ class Scorer:
             "flops": measured.flops,
             "time_per_epoch_s": training.time_per_epoch_s,
             "epochs": len(training.val_curve),
+            "time_noise": training.time_noise,
         }
 
 
@@ -127,7 +154,8 @@ def measure_baselines(
     """Parameter count of the space's largest network (built on the meta device, no memory used) and, for
     the time penalty, the time per epoch of the space's reference config measured as the trials will run:
     on every slot of the executor at once (the median of them), so that side-by-side trials are compared
-    with a baseline that shared the machine alike. KeyboardInterrupt when a stop is requested meanwhile."""
+    with a baseline that shared the machine alike; and its modelled epoch, with the measure that ranks.
+    KeyboardInterrupt when a stop is requested meanwhile."""
     import torch
 
     from deepncheap.models import build_model
@@ -136,7 +164,6 @@ def measure_baselines(
     with torch.device("meta"):
         largest = build_model(space.largest_config(), dataset.input_shape, dataset.num_outputs)
     n_params = sum(p.numel() for p in largest.parameters())
-    time_per_epoch = None
     if penalty == "time":
         task = TrialTask(-1, space.time_reference_config(), trial_seed(seed, "baseline", 0), BASELINE_EPOCHS)
         for slot in range(executor.slots):
@@ -144,8 +171,14 @@ def measure_baselines(
         outcomes = [executor.next_outcome(lambda *_: False) for _ in range(executor.slots)]
         if any(o.status == "interrupted" for o in outcomes):
             raise KeyboardInterrupt
-        times = [o.measured.training.time_per_epoch_s for o in outcomes if o.measured is not None]
-        if len(times) < len(outcomes):
+        measured = [o.measured for o in outcomes if o.measured is not None]
+        if len(measured) < len(outcomes):
             raise BaselineFailed(next(str(o.error) for o in outcomes if o.measured is None))
-        time_per_epoch = float(np.median(times))
-    return Baselines(n_params=n_params, time_per_epoch_s=time_per_epoch)
+        time_per_epoch = float(np.median([m.training.time_per_epoch_s for m in measured]))
+        return Baselines(
+            n_params=n_params,
+            time_per_epoch_s=time_per_epoch,
+            modelled_epoch_s=measured[0].modelled_epoch_s,
+            time_measure=timing.time_measure(time_per_epoch),
+        )
+    return Baselines(n_params=n_params)

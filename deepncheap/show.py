@@ -10,6 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from deepncheap import timing
+from deepncheap.objective import Baselines
 from deepncheap.progress import human_count
 from deepncheap.rundir import check_run, holder_pid
 from deepncheap.store import STAGES, RunStore, Trial, best_of
@@ -43,6 +45,7 @@ def trials_table(trials: list[Trial], *, title: str = "trials") -> Table:
         "params",
         "FLOPs",
         "s/epoch",
+        "noise",
         "wall s",
         "config",
     ):
@@ -62,6 +65,7 @@ def trials_table(trials: list[Trial], *, title: str = "trials") -> Table:
             human_count(t.n_params),
             human_count(t.flops),
             fmt(t.time_per_epoch_s, ".3f"),
+            fmt(t.time_noise, ".0%"),
             fmt(t.wall_s, ".1f"),
             summarize_config(t.config) if t.status != "failed" else (t.error or "")[:80],
         )
@@ -80,6 +84,7 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
         running = [t.trial_id for t in trials if t.status == "running"]
         epochs = store.epochs(running) if running else []
         log_lines = store.log_lines()
+        baselines = store.get("baselines")
     counts = {s: sum(t.status == s for t in trials) for s in sorted({t.status for t in trials})}
     console.print(
         f"run {run_dir}: {settings['data']['name']} {settings['network']} w_c={settings['wc']} "
@@ -87,6 +92,8 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
         f"seed={settings['seed']}; trials: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none yet")
     )
     console.print(f"state: {describe_state(state, holder_pid(Path(run_dir)), run_dir)}")
+    if settings["penalty"] == "time" and baselines and baselines.get("time_per_epoch_s") is not None:
+        console.print(describe_time_measure(Baselines.from_dict(baselines), trials))
     console.print(trials_table(trials))
     for trial_id in running:
         reported = [e for e in epochs if e.trial_id == trial_id]
@@ -119,6 +126,24 @@ def describe_state(state: dict[str, Any], pid: int | None, run_dir: str | Path) 
     if name in ("stopped", "interrupted"):
         return f"{name} by {reason}; {resume}"
     return f"{name} ({reason})" if reason else name
+
+
+def describe_time_measure(baselines: Baselines, trials: list[Trial]) -> str:
+    """How f_c is timed in this run, and how noisy the measured epochs were (the `noise` column: the
+    relative spread between one trial's timed epochs)."""
+    noise = sorted(t.time_noise for t in trials if t.time_noise is not None)
+    spread = f"median {noise[len(noise) // 2]:.0%}, largest {noise[-1]:.0%}" if noise else "none measured yet"
+    reference = f"{baselines.time_per_epoch_s:.4f} s"
+    if baselines.time_measure == timing.COST_MODEL:
+        return (
+            f"time measure: cost model (the reference config's epoch took {reference}, under "
+            f"{timing.TIMEABLE_EPOCH_S} s, too short to time reliably); f_c = modelled epoch / the reference's; "
+            f"measured times are listed for reference, their noise between epochs: {spread}"
+        )
+    return (
+        f"time measure: fastest timed epoch / the reference config's ({reference}); "
+        f"noise between one trial's epochs: {spread}"
+    )
 
 
 def describe_best(trial: Trial) -> str:

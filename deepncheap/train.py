@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from deepncheap.data import Dataset
+from deepncheap.timing import epoch_time
 
 LR_DROP_FACTOR = 0.2
 EVAL_BATCH = 2048
@@ -78,9 +79,13 @@ class TrainResult:
 
     @property
     def time_per_epoch_s(self) -> float:
-        """Mean epoch time excluding the first (warm-up) epoch; the only epoch's time when there is one."""
-        times = self.epoch_times_s[1:] or self.epoch_times_s
-        return float(sum(times) / len(times))
+        """The fastest epoch after the first (warm-up) one; the only epoch's time when there is one."""
+        return epoch_time(self.epoch_times_s)[0]
+
+    @property
+    def time_noise(self) -> float:
+        """Relative spread of the timed epochs (`timing.epoch_time`)."""
+        return epoch_time(self.epoch_times_s)[1]
 
 
 def seed_everything(seed: int) -> None:

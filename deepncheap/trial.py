@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepncheap.cost import count_flops, count_parameters
+from deepncheap import timing
+from deepncheap.cost import count_flops, count_layers, count_parameters
 from deepncheap.models import build_model
 from deepncheap.space import derive_seed
 from deepncheap.train import DeviceData, EpochHook, TrainResult, TrialDiverged, seed_everything, train
@@ -27,11 +28,12 @@ OUTCOMES = ("complete", "stopped", "failed", "interrupted", "lost")
 
 @dataclass
 class TrialMeasurements:
-    """Everything measured for one config."""
+    """Everything measured for one config; `modelled_epoch_s` is the time cost model's epoch (`timing`)."""
 
     n_params: int
     flops: int
     training: TrainResult
+    modelled_epoch_s: float
 
     @property
     def model(self) -> nn.Module:
@@ -59,6 +61,13 @@ def run_trial(
     model = build_model(config, input_shape, num_outputs).to(data.device)
     n_params = count_parameters(model)
     flops = count_flops(model, input_shape)
+    features = timing.cost_features(
+        layers=count_layers(model),
+        n_params=n_params,
+        flops=flops,
+        batch_size=int(config["batch_size"]),
+        n_train=len(data.x_train),
+    )
     training = train(
         model,
         data,
@@ -69,7 +78,7 @@ def run_trial(
         seed=seed,
         on_epoch=on_epoch,
     )
-    return TrialMeasurements(n_params=n_params, flops=flops, training=training)
+    return TrialMeasurements(n_params, flops, training, timing.modelled_epoch_s(features))
 
 
 def resolve_device(device: str) -> torch.device:

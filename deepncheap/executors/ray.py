@@ -19,10 +19,12 @@ import torch
 
 from deepncheap.data import Dataset
 from deepncheap.errors import SettingsError
-from deepncheap.executors import POLL_S, EpochCallback, resource_slots
+from deepncheap.executors import EpochCallback, resource_slots
 from deepncheap.settings import SearchSettings
 from deepncheap.train import DeviceData, EpochReport
 from deepncheap.trial import TrialOutcome, TrialTask, execute
+
+CHANNEL_POLL_S = 0.05  # how often the waiting driver reads the epoch channel (and looks at the stop event)
 
 
 class EpochChannel:
@@ -96,7 +98,7 @@ class RayExecutor:
                 self._stop_sent = True
                 for ref in self._running:
                     ray.cancel(ref)
-            ready, _ = ray.wait(list(self._running), num_returns=1, timeout=POLL_S)
+            ready, _ = ray.wait(list(self._running), num_returns=1, timeout=CHANNEL_POLL_S)
             for trial_id, report in ray.get(self._channel.drain.remote()):
                 if on_epoch(trial_id, report):
                     self._channel.stop.remote(trial_id)

@@ -97,6 +97,7 @@ def pack_outcome(outcome: TrialOutcome) -> bytes:
     header |= {
         "n_params": measured.n_params,
         "flops": measured.flops,
+        "modelled_epoch_s": measured.modelled_epoch_s,
         "val_curve": training.val_curve,
         "best_epoch": training.best_epoch,
         "val_accuracy": training.val_accuracy,
@@ -136,7 +137,9 @@ def unpack_outcome(
             epoch_times_s=header["epoch_times_s"],
             stopped=header["stopped"],
         )
-        outcome.measured = TrialMeasurements(n_params=header["n_params"], flops=header["flops"], training=training)
+        outcome.measured = TrialMeasurements(
+            header["n_params"], header["flops"], training, header["modelled_epoch_s"]
+        )
     return outcome
 
 
