@@ -15,7 +15,11 @@ Targets: the same architecture in at least 4 of 5 seeds on each data set; f_c wi
 Last line: `same_arch_iris=k/5 same_arch_wine=k/5 fc_rel_diff_max=… time_measure=… measured_rel_diff_max=…
 cnn_spread_mean=… cnn_spread_fastest=…`. Writes benchmarks/results/time_stability.md and .csv.
 
-    .venv/bin/python benchmarks/time_stability.py [--seeds 5]
+    .venv/bin/python benchmarks/time_stability.py [--seeds 5] [--name time_stability]
+
+The "before" (the code before the time measure changed, commit 6f86ab2):
+    git worktree add --detach /tmp/dnc-before 6f86ab2
+    PYTHONPATH=/tmp/dnc-before .venv/bin/python benchmarks/time_stability.py --name time_stability_before
 """
 
 from __future__ import annotations
@@ -72,13 +76,14 @@ def reference_cnn_spread(repeats: int = 5) -> tuple[float, float]:
                              epochs=6, seed=0)
         timed = measured.training.epoch_times_s[1:]
         means.append(sum(timed) / len(timed))
-        fastest.append(measured.training.time_per_epoch_s)
+        fastest.append(min(timed))
     return tuple((max(v) - min(v)) / min(v) for v in (means, fastest))  # type: ignore[return-value]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--name", default="time_stability", help="results file name (e.g. time_stability_before)")
     args = parser.parse_args()
     same = dict.fromkeys(DATASETS, 0)
     fc_diffs, time_diffs, measures, rows = [], [], set(), []
@@ -87,7 +92,7 @@ def main() -> None:
             for data in DATASETS:
                 runs = [search(data, seed, Path(tmp) / f"{data}-{seed}-{i}") for i in range(2)]
                 (best_a, trials_a, baselines), (best_b, trials_b, _) = runs
-                measures.add(baselines["time_measure"])
+                measures.add(baselines.get("time_measure", "measured"))  # (not stored before the cost model)
                 agree = architecture(best_a) == architecture(best_b)
                 same[data] += agree
                 pairs = [(trials_a[k], trials_b[k]) for k in trials_a.keys() & trials_b.keys()
@@ -97,7 +102,7 @@ def main() -> None:
                 fc_diffs.append(fc)
                 time_diffs.append(measured)
                 rows.append([data, seed, agree, len(pairs), f"{fc:.4f}", f"{measured:.4f}",
-                             baselines["time_per_epoch_s"]])
+                             f"{baselines['time_per_epoch_s']:.4f}"])
                 print(f"{data} seed {seed}: same architecture {agree}, {len(pairs)} configs trained by both, "
                       f"f_c differs by {fc:.1%} at most (measured time: {measured:.1%})", flush=True)
     cnn_mean, cnn_fastest = reference_cnn_spread()
@@ -123,7 +128,7 @@ def main() -> None:
         + f" measured_rel_diff_max={max(time_diffs):.3f} cnn_spread_mean={cnn_mean:.3f}"
         + f" cnn_spread_fastest={cnn_fastest:.3f}"
     )
-    write_results("time_stability", "\n".join([*lines, "", summary]) + "\n", header=header, rows=rows)
+    write_results(args.name, "\n".join([*lines, "", summary]) + "\n", header=header, rows=rows)
     print("\n".join(lines))
     print(summary)
 
