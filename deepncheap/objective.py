@@ -32,7 +32,7 @@ class Baselines:
     n_params: int
     time_per_epoch_s: float | None = None
     modelled_epoch_s: float | None = None
-    time_measure: str = timing.MEASURED
+    time_measure: str | None = None  # timing.MEASURED or timing.COST_MODEL; None without a time baseline
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +59,8 @@ class Baselines:
             n_params=int(values["n_params"]),
             time_per_epoch_s=values.get("time_per_epoch_s"),
             modelled_epoch_s=values.get("modelled_epoch_s"),
-            time_measure=values.get("time_measure", timing.MEASURED),
+            # stores written before the cost model existed timed every run
+            time_measure=values.get("time_measure", timing.MEASURED if values.get("time_per_epoch_s") else None),
         )
 
 

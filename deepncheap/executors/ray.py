@@ -4,8 +4,10 @@ A task asks `cpus_per_trial` CPUs and `gpus_per_trial` GPUs: by default 1 GPU wh
 and `--device` allows them (`--device cpu` never uses one; `--device cuda` needs one), and the search runs
 as many trials at once as the scarcest of the two resources allows. The data go into the object store once,
 and each Ray worker process keeps its device copy across the trials it runs. Epoch reports travel through a
-small actor (`EpochChannel`) that the driver reads while it waits; a stop answer reaches the task at its next
-epoch end. Ray retries a task whose worker or node died once; a second death comes back `failed`.
+small actor (`EpochChannel`) that the driver reads while it waits; a task does not wait for the actor after
+each epoch (only once at its end, so that every report is in before its outcome), and a stop answer reaches
+it at an epoch end soon after it arrived. Ray retries a task whose worker or node died once; a second death
+comes back `failed`.
 """
 
 from __future__ import annotations
@@ -157,7 +159,15 @@ def _ray_trial(
         _device_data[key] = DeviceData.from_dataset(ray.get(data[0]), torch.device(device))
     input_shape, num_outputs = shape
 
-    def on_epoch(report: EpochReport) -> bool:
-        return bool(ray.get(channel.report.remote(task.trial_id, report)))
+    answers: list[Any] = []  # the channel's answers to the reports sent, not read yet
 
-    return execute(task, _device_data[key], input_shape=input_shape, num_outputs=num_outputs, on_epoch=on_epoch)
+    def on_epoch(report: EpochReport) -> bool:
+        """Send the report without waiting for the actor (a round trip every epoch slowed short epochs) and
+        read the answers that have arrived: True once one says the driver stopped this trial."""
+        ready, answers[:] = ray.wait(answers, num_returns=len(answers), timeout=0) if answers else ([], [])
+        answers.append(channel.report.remote(task.trial_id, report))
+        return any(ray.get(ready))
+
+    outcome = execute(task, _device_data[key], input_shape=input_shape, num_outputs=num_outputs, on_epoch=on_epoch)
+    ray.get(answers)  # every report reaches the channel before the outcome reaches the driver
+    return outcome
