@@ -61,19 +61,17 @@ def run_trial(
     model = build_model(config, input_shape, num_outputs).to(data.device)
     n_params = count_parameters(model)
     flops = count_flops(model, input_shape)
+    batch_size = int(config["batch_size"])
     features = timing.cost_features(
-        layers=count_layers(model),
-        n_params=n_params,
-        flops=flops,
-        batch_size=int(config["batch_size"]),
-        n_train=len(data.x_train),
+        layers=count_layers(model), n_params=n_params, flops=flops, batch_size=batch_size, n_train=len(data.x_train)
     )
+    lr, weight_decay = float(config["lr"]), float(config["weight_decay"])
     training = train(
         model,
         data,
-        lr=float(config["lr"]),
-        weight_decay=float(config["weight_decay"]),
-        batch_size=int(config["batch_size"]),
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
         epochs=epochs,
         seed=seed,
         on_epoch=on_epoch,

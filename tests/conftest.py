@@ -22,3 +22,13 @@ def _wait_for_running_trial(run, process, timeout=120):
 @pytest.fixture
 def wait_for_running_trial():
     return _wait_for_running_trial
+
+
+@pytest.fixture
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import stored_trials
 
 import deepncheap
 from deepncheap.cli import main
@@ -42,11 +43,6 @@ def tiny_dnc(out, **changes):
 
 def tiny_random(out, **changes):
     return deepncheap.search(out=out, **(TINY | dict(method="random", max_trials=2) | changes))
-
-
-def stored_trials(run):
-    with RunStore.open(run) as store:
-        return store.trials()
 
 
 def stored_state(run):

@@ -36,16 +36,6 @@ def run_task(executor_kind, tmp_path, *, stop_after=None, workers=1, epochs=EPOC
     return received, outcome
 
 
-@pytest.fixture
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 @pytest.mark.parametrize("kind", ["serial", "processes", "ray"])
 def test_epochs_stream_to_the_driver_and_a_stop_answer_ends_the_trial(kind, tmp_path, request):
     if kind == "ray":

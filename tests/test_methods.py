@@ -2,9 +2,8 @@
 again (from a store written by 1 or 2 workers, nothing lost or trained twice), and a finished search is
 extended by a larger --max-trials."""
 
-import json
-
 import pytest
+from helpers import signature, stored_trials
 
 import deepncheap
 from deepncheap.history import History
@@ -24,20 +23,6 @@ def search(out, **options):
     return deepncheap.search(out=out, **(OPTIONS | options))
 
 
-def stored(run):
-    with RunStore.open(run) as store:
-        return store.trials()
-
-
-def signature(trials):
-    """Each complete trial's stage, index, config and objective (no timings)."""
-    return sorted(
-        (t.stage, t.stage_index, json.dumps(t.config, sort_keys=True), round(t.objective, 12))
-        for t in trials
-        if t.status == "complete"
-    )
-
-
 def context_of(run):
     with RunStore.open(run) as store:
         settings = store.settings
@@ -52,7 +37,7 @@ def context_of(run):
 def test_ask_is_a_pure_function_of_the_history(tmp_path, method):
     run = tmp_path / "run"
     search(run, method=method, max_trials=8)
-    context, rows = context_of(run), stored(run)
+    context, rows = context_of(run), stored_trials(run)
     ask = method_for(method)
     for cut in (0, 3, 5, 8):  # the history as it was after `cut` trials
         history = History.of(rows[:cut])
@@ -66,7 +51,7 @@ def test_ask_is_a_pure_function_of_the_history(tmp_path, method):
 def test_running_trials_are_pending_for_the_method(tmp_path):
     run = tmp_path / "run"
     search(run, max_trials=4)
-    context, rows = context_of(run), stored(run)
+    context, rows = context_of(run), stored_trials(run)
     ask = method_for("dnc")
     running = [r.__class__(**(vars(r) | {"status": "running", "objective": None})) for r in rows[3:]]
     # the 4th trial (first BO step) is running: the next proposal is the second BO step, beside it
@@ -81,27 +66,27 @@ def test_running_trials_are_pending_for_the_method(tmp_path):
 def test_resume_from_a_store_written_mid_search_loses_and_repeats_nothing(tmp_path, workers):
     options = {"executor": "processes", "workers": 2} if workers == 2 else {}
     search(tmp_path / "part", max_trials=7, **options)  # stops mid-search (a budget: resumable)
-    part = stored(tmp_path / "part")
+    part = stored_trials(tmp_path / "part")
     assert len(part) == 7 and deepncheap.load_run(tmp_path / "part").state == "stopped"
     result = deepncheap.resume(tmp_path / "part", max_trials=100)
     assert result.finished
-    whole = stored(tmp_path / "part")
+    whole = stored_trials(tmp_path / "part")
     keys = [(t.stage, t.stage_index) for t in whole]
     assert len(keys) == len(set(keys))  # no trial trained twice
     assert whole[:7] == part  # the stored trials are untouched
     if workers == 1:  # with one worker, resuming gives exactly the uninterrupted search
         search(tmp_path / "whole")
-        assert signature(whole) == signature(stored(tmp_path / "whole"))
+        assert signature(whole) == signature(stored_trials(tmp_path / "whole"))
 
 
 def test_a_larger_max_trials_extends_a_finished_search_with_training_steps(tmp_path, capsys):
     first = search(tmp_path / "run")
     assert first.finished
-    planned = len(stored(tmp_path / "run"))
+    planned = len(stored_trials(tmp_path / "run"))
     extended = deepncheap.resume(tmp_path / "run", max_trials=planned + 3)
     assert extended.finished
-    trials = stored(tmp_path / "run")
+    trials = stored_trials(tmp_path / "run")
     assert len(trials) == planned + 3
     assert [t.stage for t in trials[planned:]] == ["training"] * 3
     again = deepncheap.resume(tmp_path / "run", max_trials=planned + 3)  # nothing more to do
-    assert again.finished and len(stored(tmp_path / "run")) == planned + 3
+    assert again.finished and len(stored_trials(tmp_path / "run")) == planned + 3

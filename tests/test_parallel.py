@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import signature, stored_trials
 
 import deepncheap
 from deepncheap.errors import SettingsError
@@ -34,22 +35,8 @@ def tiny_search(out, **options):
     return deepncheap.search(**(settings | options))
 
 
-def trials_of(run):
-    with RunStore.open(run) as store:
-        return store.trials()
-
-
-def signature(trials):
-    """What a search found, trial by trial (stage, index, config, objective), without timings."""
-    return sorted(
-        (t.stage, t.stage_index, json.dumps(t.config, sort_keys=True), round(t.objective, 12))
-        for t in trials
-        if t.status == "complete"
-    )
-
-
 def check_parallel_run(run, *, workers):
-    trials = trials_of(run)
+    trials = stored_trials(run)
     with RunStore.open(run) as store:  # every epoch of every trial was streamed back while it ran
         epochs = [(e.trial_id, e.epoch) for e in store.epochs()]
     assert epochs == [(t.trial_id, epoch) for t in trials for epoch in range(1, t.epochs + 1)]
@@ -70,13 +57,13 @@ def test_two_worker_processes_finish_the_search_with_every_trial_stored(tmp_path
     result = tiny_search(tmp_path / "run", workers=2)  # --workers 2 alone means the processes executor
     assert result.finished
     check_parallel_run(tmp_path / "run", workers=2)
-    assert {t.threads for t in trials_of(tmp_path / "run")} == {1}  # --cpus-per-trial 1: one thread each
+    assert {t.threads for t in stored_trials(tmp_path / "run")} == {1}  # --cpus-per-trial 1: one thread each
 
 
 def test_one_worker_process_is_exactly_the_sequential_search(tmp_path):
     serial = tiny_search(tmp_path / "serial", threads=1)
     one = tiny_search(tmp_path / "one", executor="processes", workers=1, threads=1)
-    assert signature(trials_of(one.run_dir)) == signature(trials_of(serial.run_dir))
+    assert signature(stored_trials(one.run_dir)) == signature(stored_trials(serial.run_dir))
     assert one.best_config == serial.best_config
 
 
@@ -89,7 +76,7 @@ def test_a_killed_worker_process_is_replaced_and_its_trial_run_again(tmp_path, c
         while time.time() < deadline and not killed:
             workers = worker_pids()
             try:
-                running = (run / "store.sqlite").exists() and any(t.status == "running" for t in trials_of(run))
+                running = (run / "store.sqlite").exists() and any(t.status == "running" for t in stored_trials(run))
             except Exception:  # the store is being created
                 running = False
             if running and workers:
@@ -124,7 +111,7 @@ def wait_until(run, process, condition, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
         try:
-            if condition(trials_of(run)):
+            if condition(stored_trials(run)):
                 return
         except Exception:  # the store is not created yet
             pass
@@ -146,13 +133,13 @@ def test_resume_of_a_killed_parallel_search_loses_nothing(tmp_path):
     finally:
         driver.wait()
     assert driver.returncode == -signal.SIGKILL
-    before = {t.trial_id: t for t in trials_of(run) if t.status == "complete"}
-    running = [t for t in trials_of(run) if t.status == "running"]
+    before = {t.trial_id: t for t in stored_trials(run) if t.status == "complete"}
+    running = [t for t in stored_trials(run) if t.status == "running"]
     assert len(before) >= 4 and running
 
     done = subprocess.run([DNC, "resume", str(run), "--quiet"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    after = trials_of(run)
+    after = stored_trials(run)
     for trial_id, trial in before.items():  # every trial finished before the kill is kept as it was
         kept = next(t for t in after if t.trial_id == trial_id)
         assert (kept.status, kept.objective, kept.config) == ("complete", trial.objective, trial.config)
@@ -164,16 +151,6 @@ def test_resume_of_a_killed_parallel_search_loses_nothing(tmp_path):
             t for t in after if (t.stage, t.stage_index) == (trial.stage, trial.stage_index) and t.status == "complete"
         )
         assert again.config == trial.config
-
-
-@pytest.fixture
-def local_ray():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def test_a_ray_search_on_a_local_instance_stores_every_trial(tmp_path, local_ray):
@@ -206,16 +183,16 @@ def test_sigterm_stops_every_running_trial_of_a_parallel_search_and_resume_finis
     assert driver.returncode == 130, err
     assert "stopping at the end of this epoch" in err and f"continue with: dnc resume {run}" in err
     assert len(workers) == 2 and not any(Path(f"/proc/{pid}").exists() for pid in workers)  # none left behind
-    statuses = [t.status for t in trials_of(run)]
+    statuses = [t.status for t in stored_trials(run)]
     assert statuses.count("interrupted") >= 1 and "running" not in statuses
     with RunStore.open(run) as store:
         assert store.state["state"] == "interrupted"
 
     done = subprocess.run([DNC, "resume", str(run), "--quiet"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    complete = [(t.stage, t.stage_index) for t in trials_of(run) if t.status == "complete"]
+    complete = [(t.stage, t.stage_index) for t in stored_trials(run) if t.status == "complete"]
     assert len(complete) == len(set(complete)) == 4
-    assert {t.threads for t in trials_of(run)} == {1}  # the resumed workers keep one thread each
+    assert {t.threads for t in stored_trials(run)} == {1}  # the resumed workers keep one thread each
 
 
 def _child_worker(proc: Path, parent: int) -> bool:
@@ -270,5 +247,5 @@ def test_a_resumed_search_keeps_the_number_of_trials_at_once_it_started_with(tmp
     monkeypatch.setattr(deepncheap.executors.os, "cpu_count", lambda: 8)  # "another machine"
     result = deepncheap.resume(tmp_path / "run", max_trials=4, verbose=False)
     assert not result.finished
-    trials = trials_of(tmp_path / "run")
+    trials = stored_trials(tmp_path / "run")
     assert len(trials) == 4 and max(t.concurrent for t in trials) == 2  # 3 prior points, 2 at a time

@@ -35,8 +35,17 @@ def test_cost_model_grows_with_steps_layers_parameters_and_flops():
 
 
 IRIS = dict(
-    data="iris", network="mlp", penalty="time", wc=1.0, method="dnc", prior_points=3, bo_steps=2, epochs=3,
-    seed=5, threads=1, verbose=False,
+    data="iris",
+    network="mlp",
+    penalty="time",
+    wc=1.0,
+    method="dnc",
+    prior_points=3,
+    bo_steps=2,
+    epochs=3,
+    seed=5,
+    threads=1,
+    verbose=False,
 )
 
 
@@ -74,9 +83,16 @@ def test_time_penalty_on_small_data_repeats_exactly_and_says_so(tmp_path, capsys
 def test_measured_time_ranks_when_the_reference_epoch_is_long_enough(tmp_path):
     """The digits CNN's reference epoch (hundreds of ms) is timed; f_c is the fastest epoch's ratio."""
     result = deepncheap.search(
-        data="digits", network="cnn", space={"num_conv_layers": [4, 5], "channels_first": [16, 32],
-                                             "channels_upper": 64, "batch_size": [32, 64]},
-        penalty="time", method="random", max_trials=1, epochs=2, threads=1, out=tmp_path / "cnn", verbose=False,
+        data="digits",
+        network="cnn",
+        space={"num_conv_layers": [4, 5], "channels_first": [16, 32], "channels_upper": 64, "batch_size": [32, 64]},
+        penalty="time",
+        method="random",
+        max_trials=1,
+        epochs=2,
+        threads=1,
+        out=tmp_path / "cnn",
+        verbose=False,
     )
     baselines = result.baselines
     if baselines["time_per_epoch_s"] < timing.TIMEABLE_EPOCH_S:

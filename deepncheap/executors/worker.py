@@ -137,9 +137,7 @@ def unpack_outcome(
             epoch_times_s=header["epoch_times_s"],
             stopped=header["stopped"],
         )
-        outcome.measured = TrialMeasurements(
-            header["n_params"], header["flops"], training, header["modelled_epoch_s"]
-        )
+        outcome.measured = TrialMeasurements(header["n_params"], header["flops"], training, header["modelled_epoch_s"])
     return outcome
 
 

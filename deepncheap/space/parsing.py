@@ -43,7 +43,7 @@ def read_space_file(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpaceError(f"cannot read space file {file} ({exc}); give a readable YAML or JSON file") from None
     try:
-        overrides = yaml.load(text, Loader=_loader())  # (a SafeLoader)
+        overrides = _safe_load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
@@ -142,8 +142,8 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _loader() -> type:
-    """yaml.SafeLoader that also reads exponent numbers without a dot (1e-3) as floats."""
+def _safe_load(text: str) -> Any:
+    """`yaml.safe_load` that also reads exponent numbers without a dot (1e-3) as floats."""
     import re
 
     import yaml
@@ -153,4 +153,8 @@ def _loader() -> type:
 
     exponent = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+0123456789"))
-    return Loader
+    loader = Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
