@@ -18,20 +18,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from deepncheap import inference
 from deepncheap.errors import OutputError
 from deepncheap.models import build_model
+from deepncheap.preprocessing import Preprocessing
 from deepncheap.rundir import check_run, holder_pid
 from deepncheap.store import METRIC_COLUMNS, RunStore, Trial
 
 BEST_JSON = "best.json"
 TRIALS_CSV = "trials.csv"
 WEIGHTS = "best_model.safetensors"
+FINAL_DIR = "final"  # `dnc train`'s outputs: the final model's weights and final.json
+FINAL_JSON = "final.json"
+FINAL_WEIGHTS = "model.safetensors"
 TRIALS_CSV_COLUMNS = (
     "trial_id",
     "stage",
@@ -73,11 +79,6 @@ def weights_trial_id(run_dir: Path) -> int | None:
     with safe_open(str(path), framework="pt") as handle:
         trial_id = (handle.metadata() or {}).get("trial_id", "")
     return int(trial_id) if trial_id.isdigit() else None
-
-
-def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    """The best model's state dict."""
-    return load_file(Path(run_dir) / WEIGHTS)
 
 
 def best_record(store: RunStore, trial: Trial) -> dict[str, Any]:
@@ -141,12 +142,35 @@ class SearchResult:
     baselines: dict[str, Any]
     state: str
     reason: str | None = None
+    preprocessing: Preprocessing | None = None  # (None in runs made before deepncheap stored it)
+    final: dict[str, Any] | None = None  # final.json when `model` is the final model (`dnc train`)
 
     @property
     def finished(self) -> bool:
         """False when the search is still running or stopped early (a budget, Ctrl-C, a kill);
         `deepncheap.resume` continues a stopped one."""
         return self.state == "finished"
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Predictions for raw inputs `x` (as given to the search): class labels, or regression targets in
+        their own units."""
+        return inference.predict(self.model, self._preprocessing(), x)
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """Class probabilities for raw inputs `x`, columns in the order of `classes`."""
+        return inference.predict_proba(self.model, self._preprocessing(), x)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self._preprocessing().classes
+
+    def _preprocessing(self) -> Preprocessing:
+        if self.preprocessing is None:
+            raise OutputError(
+                f"{self.run_dir} was made by a deepncheap that did not store its preprocessing; "
+                f"run 'dnc resume {self.run_dir}' once (it adds it) or search again"
+            )
+        return self.preprocessing
 
 
 def run_state(run_dir: Path, store: RunStore) -> dict[str, Any]:
@@ -163,35 +187,54 @@ def run_state(run_dir: Path, store: RunStore) -> dict[str, Any]:
     return state
 
 
-def load_run(run_dir: str | Path) -> SearchResult:
+def load_run(run_dir: str | Path, *, final: bool = False) -> SearchResult:
     """The result of a run so far: best.json (the best trial so far, while the search runs too), the best
-    model rebuilt with its saved weights, and where the run stands (`run_state`)."""
+    model rebuilt with its saved weights, and where the run stands (`run_state`). With `final`, the model
+    is the final model `dnc train` wrote (`RUN/final/`) and `final` holds its final.json."""
     run_dir = Path(run_dir)
     check_run(run_dir)
     path = run_dir / BEST_JSON
     with RunStore.open(run_dir) as store:
         state = run_state(run_dir, store)
+        stored_preprocessing = store.get("preprocessing")
     if not path.is_file():
         raise OutputError(
             f"{run_dir} has no complete trial yet (the search is {state['state']}); wait for one, or resume the search"
         )
     record = json.loads(path.read_text())
-    data = record["settings"]["data"]
-    # Built on the meta device, then given the saved tensors: no random initialization, so loading a run
-    # draws nothing from torch's process-wide generator (a search in another thread may be training).
-    with torch.device("meta"):
-        model = build_model(record["config"], tuple(data["input_shape"]), int(data["num_outputs"]))
-    model.load_state_dict(load_weights(run_dir), assign=True)
-    model.eval()
+    final_record = read_final(run_dir) if final else None
+    config = final_record["config"] if final_record else record["config"]
+    weights = run_dir / FINAL_DIR / FINAL_WEIGHTS if final_record else run_dir / WEIGHTS
     return SearchResult(
         run_dir=run_dir,
-        trial_id=record["trial_id"],
+        trial_id=final_record["trial_id"] if final_record else record["trial_id"],
         stage=record["stage"],
-        best_config=record["config"],
+        best_config=config,
         metrics=record["metrics"],
-        model=model,
+        model=rebuild_model(config, record["settings"]["data"], load_file(weights)),
         settings=record["settings"],
         baselines=record["baselines"],
         state=state["state"],
         reason=state["reason"],
+        preprocessing=None if stored_preprocessing is None else Preprocessing.from_dict(stored_preprocessing),
+        final=final_record,
     )
+
+
+def rebuild_model(config: dict[str, Any], data: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
+    """The network of `config` for the run's data summary, holding `state`, in eval mode. Built on the meta
+    device, then given the tensors: no random initialization, so loading draws nothing from torch's
+    process-wide generator (a search in another thread may be training)."""
+    with torch.device("meta"):
+        model = build_model(config, tuple(data["input_shape"]), int(data["num_outputs"]))
+    model.load_state_dict(state, assign=True)
+    return model.eval()
+
+
+def read_final(run_dir: Path) -> dict[str, Any]:
+    """RUN/final/final.json, or a clear error when `dnc train` has not written it."""
+    path = Path(run_dir) / FINAL_DIR / FINAL_JSON
+    if not path.is_file() or not (path.parent / FINAL_WEIGHTS).is_file():
+        raise OutputError(f"{run_dir} has no final model yet; train it first with: dnc train {run_dir}")
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from deepncheap.errors import DataError
+from deepncheap.preprocessing import Preprocessing
 from deepncheap.sources import RawData, read_source
 
 TASKS = ("classification", "regression")
@@ -41,6 +42,8 @@ class Dataset:
     classes: tuple[str, ...] = ()
     target_mean: float = 0.0
     target_std: float = 1.0
+    x_mean: np.ndarray | None = None  # the standardization statistics (`Preprocessing`)
+    x_std: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -65,6 +68,19 @@ class Dataset:
             "target_std": self.target_std,
             "fingerprint": self.fingerprint(),
         }
+
+    def preprocessing(self) -> Preprocessing:
+        """What turns raw inputs into this dataset's inputs, and outputs into labels or targets."""
+        assert self.x_mean is not None and self.x_std is not None
+        return Preprocessing(
+            task=self.task,
+            input_shape=self.input_shape,
+            x_mean=self.x_mean.astype(np.float32),
+            x_std=self.x_std.astype(np.float32),
+            classes=self.classes,
+            target_mean=self.target_mean,
+            target_std=self.target_std,
+        )
 
     def fingerprint(self) -> str:
         """A hash of the prepared training and validation arrays: a resumed search checks it sees the same data."""
@@ -155,6 +171,8 @@ def prepare(
         classes=classes,
         target_mean=target_mean,
         target_std=target_std,
+        x_mean=mean,
+        x_std=std,
     )
 
 

@@ -75,6 +75,7 @@ def search(
                 "space": space.to_dict(),
             }
             with RunStore.create(run_dir, stored) as store:
+                store.put("preprocessing", dataset.preprocessing().to_dict())
                 if bounded:
                     store.log(bounded)
                 run = OpenRun(store, run_dir, settings, space, dataset, executor, stop)
@@ -114,6 +115,8 @@ def resume(
         with _process_state() as stop, opened(create_executor(settings, device, stop)) as executor:
             dataset = load_dataset(_resume_source(stored, data), **_data_options(settings))
             _check_same_data(dataset, stored["data"], path)
+            if store.get("preprocessing") is None:  # (a run of a version before step 7)
+                store.put("preprocessing", dataset.preprocessing().to_dict())
             torch.set_num_threads(int(stored["threads"]))
             store.mark_interrupted()
             return _drive(OpenRun(store, path, settings, space, dataset, executor, stop), time_budget_s, verbose)
