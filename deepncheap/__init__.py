@@ -2,6 +2,7 @@
 accuracy against cost (the Deep-n-Cheap method)."""
 
 from deepncheap.errors import DataError, DNCError, OutputError, SearchFailedError, SettingsError, SpaceError
+from deepncheap.final import train_final
 from deepncheap.search import SearchResult, load_run, resume, search
 from deepncheap.space import SearchSpace
 
@@ -17,5 +18,6 @@ __all__ = [
     "load_run",
     "resume",
     "search",
+    "train_final",
 ]
 __version__ = "0.1.0"
