@@ -4,6 +4,7 @@ accuracy against cost (the Deep-n-Cheap method)."""
 from typing import Any
 
 from deepncheap.errors import DataError, DNCError, OutputError, SearchFailedError, SettingsError, SpaceError
+from deepncheap.final import train_final
 from deepncheap.search import SearchResult, load_run, resume, search
 from deepncheap.space import SearchSpace
 
@@ -21,6 +22,7 @@ __all__ = [
     "load_run",
     "resume",
     "search",
+    "train_final",
 ]
 __version__ = "0.1.0"
 _ESTIMATORS = ("DNCClassifier", "DNCRegressor")

@@ -63,11 +63,16 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def save_weights(model: nn.Module, run_dir: Path, *, trial_id: int) -> Path:
-    """Save the model's state dict as safetensors in `run_dir`, tagged with the trial it comes from."""
+def weights_bytes(model: nn.Module, *, trial_id: int) -> bytes:
+    """The model's state dict as safetensors, tagged with the trial it comes from."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return safetensors_bytes(state, metadata={"trial_id": str(trial_id)})
+
+
+def save_weights(model: nn.Module, run_dir: Path, *, trial_id: int) -> Path:
+    """Save the model's weights in `run_dir` (`weights_bytes`)."""
     path = Path(run_dir) / WEIGHTS
-    write_atomic(path, safetensors_bytes(state, metadata={"trial_id": str(trial_id)}))
+    write_atomic(path, weights_bytes(model, trial_id=trial_id))
     return path
 
 

@@ -1,4 +1,4 @@
-"""The `dnc` command: `dnc search`, `dnc resume` and `dnc show`.
+"""The `dnc` command: `dnc search`, `dnc resume`, `dnc train` and `dnc show`.
 
 Exit status: 0 finished or stopped by a budget (resumable), 2 bad input (one line on stderr:
 `dnc: error: <what is wrong>; <how to fix it>`), 1 an unexpected internal error (traceback only with
@@ -115,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     _budget_options(r, "new cap on trainings over the whole search (default: the stored one)")
     _output_options(r)
 
+    t = commands.add_parser(
+        "train",
+        help="train the best config longer on train + validation data and test it once",
+        description="Train a run's best config (or --trial's) for longer on its training + validation data, "
+        "evaluate it once on the test split the search never saw, and write RUN/final/ (model.safetensors, "
+        "final.json with the test metrics and the training curve).",
+    )
+    t.add_argument("run", help="run directory")
+    t.add_argument("--trial", type=int, help="the trial whose config to train (default: the best trial)")
+    t.add_argument("--epochs", type=int, help="epochs (default: 4 times the search's epochs per trial)")
+    t.add_argument("--data", help="the same data again, where the search ran on arrays or its file moved")
+    _output_options(t)
+
     show = commands.add_parser("show", help="show a run's trials, best config and state (also while it runs)")
     show.add_argument("run", help="run directory")
     show.add_argument("--debug", action="store_true", help="show the tracebacks of failed trials")
@@ -180,6 +193,19 @@ def _run_resume(args: argparse.Namespace) -> None:
         args.run, data=args.data, max_trials=args.max_trials, time_budget=args.time_budget, verbose=not args.quiet
     )
     _print(format_result(result))
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from deepncheap.final import train_final
+
+    result = train_final(args.run, trial_id=args.trial, epochs=args.epochs, data=args.data, verbose=not args.quiet)
+    final = result.final
+    assert final is not None
+    tests = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in final.items() if k.startswith("test_"))
+    _print(
+        f"final model (trial #{final['trial_id']}, {final['epochs']} epochs on {final['n_train']} samples): "
+        f"test {tests} on {final['n_test']} samples\nwritten to {result.run_dir / 'final'}"
+    )
 
 
 def _print(text: str) -> None:
@@ -253,14 +279,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         for stop_signal in STOP_SIGNALS:
             signal.signal(stop_signal, _request_stop)
-        if args.command == "search":
-            _run_search(args)
-        else:
-            _run_resume(args)
+        {"search": _run_search, "resume": _run_resume, "train": _run_train}[args.command](args)
     except DNCError as exc:
         _error(f"dnc: {'error: ' if exc.exit_status else ''}{exc}")
         return exc.exit_status
     except KeyboardInterrupt as exc:
+        from deepncheap.final import TrainingInterrupted
+
+        if isinstance(exc, TrainingInterrupted):
+            _error(f"dnc: {exc}")
+            return 130
         run_dir = getattr(exc, "run_dir", None)
         resumable = f"; continue with: dnc resume {run_dir}" if run_dir else ""
         _error(f"dnc: interrupted; every finished trial is stored{resumable}")

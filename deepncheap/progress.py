@@ -52,8 +52,9 @@ class _Console(Console):
 class SearchProgress:
     """Context manager shown while a search runs; silent when `enabled` is False."""
 
-    def __init__(self, total: int, *, enabled: bool = True, console: Console | None = None):
+    def __init__(self, total: int, *, enabled: bool = True, console: Console | None = None, label: str = "search"):
         self.total = total
+        self.label = label
         self.enabled = enabled
         self.console = console or _Console(stderr=True, highlight=False)
         self._done = 0
@@ -63,7 +64,7 @@ class SearchProgress:
     def __enter__(self) -> SearchProgress:
         if self.enabled and self.console.is_terminal:
             self._progress = Progress(
-                TextColumn("[bold]search"),
+                TextColumn(f"[bold]{self.label}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[best]}"),
@@ -73,7 +74,7 @@ class SearchProgress:
                 console=self.console,
             )
             self._progress.start()
-            self._task = self._progress.add_task("search", total=self.total, best="")
+            self._task = self._progress.add_task(self.label, total=self.total, best="")
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None):
@@ -118,5 +119,14 @@ class SearchProgress:
             best_text = f"best {best.objective:+.4f} (#{best.trial_id})" if best and best.objective is not None else ""
             try:
                 self._progress.update(self._task, advance=1, best=best_text)
+            except OSError:
+                self._progress = None
+
+    def epoch_finished(self, epoch: int, text: str) -> None:
+        """Advance a training's display by one epoch and print its line (`dnc train`)."""
+        self.note(f"epoch {epoch}/{self.total}  {text}")
+        if self._progress is not None and self._task is not None:
+            try:
+                self._progress.update(self._task, completed=epoch)
             except OSError:
                 self._progress = None

@@ -22,15 +22,15 @@ import torch
 from deepncheap import artifacts, rundir
 from deepncheap.artifacts import SearchResult, load_run
 from deepncheap.data import Dataset, load_dataset
-from deepncheap.errors import DataError, SearchFailedError, SearchInterrupted, SearchStopped, SettingsError
+from deepncheap.errors import SearchFailedError, SearchInterrupted, SearchStopped, SettingsError
 from deepncheap.executors import Executor, create_executor, opened
 from deepncheap.history import History, every_trial_failed
 from deepncheap.methods import MethodContext, method_for, planned_trials
 from deepncheap.objective import BASELINE_EPOCHS, BaselineFailed, Baselines, Scorer, measure_baselines
 from deepncheap.progress import SearchProgress
+from deepncheap.run_data import data_options, reload_dataset, source_name
 from deepncheap.runner import BudgetReached, Runner, StopRule
 from deepncheap.settings import SearchSettings, parse_duration
-from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
 from deepncheap.space import SearchSpace
 from deepncheap.stopping import active_stop_event
 from deepncheap.store import RunStore
@@ -60,7 +60,7 @@ def search(
     device = _check_device(settings.device)
     space = SearchSpace.create(settings.network, settings.space)
     with _process_state() as stop, opened(create_executor(settings, device, stop)) as executor:
-        dataset = load_dataset(data, **_data_options(settings))  # (the executor's workers start meanwhile)
+        dataset = load_dataset(data, **data_options(settings))  # (the executor's workers start meanwhile)
         space, bounded = space.bounded_by_training_set(len(dataset.y_train))
         default = rundir.default_run_name(dataset.name, settings.network)
         with rundir.new_run(out, default, overwrite=overwrite) as run_dir:
@@ -68,7 +68,7 @@ def search(
                 torch.set_num_threads(settings.threads)
             stored = settings.to_dict() | {
                 "data": dataset.summary(),
-                "data_source": _source_name(data),
+                "data_source": source_name(data),
                 "task": dataset.task,
                 "slots": executor.slots,  # trials at once: kept on resume, wherever it runs
                 "threads": executor.threads,  # each trial's torch threads: kept on resume
@@ -113,8 +113,7 @@ def resume(
         space = SearchSpace.from_dict(stored["space"])
         device = _check_device(settings.device)
         with _process_state() as stop, opened(create_executor(settings, device, stop)) as executor:
-            dataset = load_dataset(_resume_source(stored, data), **_data_options(settings))
-            _check_same_data(dataset, stored["data"], path)
+            dataset = reload_dataset(stored, settings, path, data)
             if store.get("preprocessing") is None:  # (a run of a version before step 7)
                 store.put("preprocessing", dataset.preprocessing().to_dict())
             torch.set_num_threads(int(stored["threads"]))
@@ -252,47 +251,6 @@ def _write_outputs(run: OpenRun, runner: Runner, *, retrain_weights: bool) -> No
         runner.progress.note(f"retraining trial #{best.trial_id} for its weights (they were not saved)")
         artifacts.save_weights(runner.train_again(best).model, run_dir, trial_id=best.trial_id)
     artifacts.write_best_json(store, best, run_dir)
-
-
-def _data_options(settings: SearchSettings) -> dict[str, Any]:
-    return {
-        "network": settings.network,
-        "task": settings.task,
-        "val_split": settings.val_split,
-        "image_shape": settings.image_shape,
-        "target": settings.target,
-        "data_dir": settings.data_dir,
-    }
-
-
-def _source_name(data: Any) -> str:
-    """How the run records its data source: a built-in name, an absolute file path, or 'arrays'."""
-    if not isinstance(data, (str, Path)):
-        return "arrays"
-    if str(data) in BUILTIN_DATASETS or str(data) in FILE_DATASETS:
-        return str(data)
-    path = Path(data).expanduser()
-    return str(path.resolve()) if path.exists() else str(data)
-
-
-def _resume_source(stored: dict[str, Any], data: Any) -> Any:
-    if data is not None:
-        return data
-    if stored["data_source"] == "arrays":
-        raise DataError(
-            "this search ran on in-memory arrays; pass the same arrays again: deepncheap.resume(run_dir, data=(X, y))"
-        )
-    return stored["data_source"]
-
-
-def _check_same_data(dataset: Dataset, stored: dict[str, Any], run_dir: Path) -> None:
-    now = dataset.summary()
-    differ = sorted(k for k in stored if k != "name" and now.get(k) != stored[k])
-    if differ:
-        raise DataError(
-            f"the data differ from those the search in {run_dir} started with ({', '.join(differ)}); "
-            "resume with the same data (e.g. --data FILE if the file moved)"
-        )
 
 
 def _check_device(device: str) -> torch.device:

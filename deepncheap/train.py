@@ -9,10 +9,11 @@ there (the driver's "stop this trial"), or raises KeyboardInterrupt to abandon i
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -76,6 +77,7 @@ class TrainResult:
     val_loss: float  # cross-entropy at the best epoch, or the best MSE (standardized units)
     epoch_times_s: list[float]
     stopped: bool = False  # the epoch hook stopped it before its last epoch
+    train_losses: list[float] = field(default_factory=list)  # per epoch: the mean training loss of its batches
 
     @property
     def time_per_epoch_s(self) -> float:
@@ -110,9 +112,11 @@ def train(
     epochs: int,
     seed: int,
     on_epoch: EpochHook | None = None,
+    keep_best: bool = True,
 ) -> TrainResult:
     """Train `model` (already on `data.device`) for `epochs` epochs, calling `on_epoch` after each; raise
-    TrialDiverged on a NaN loss."""
+    TrialDiverged on a NaN loss. The model ends with the weights of its best validation epoch, or with
+    those of its last epoch when not `keep_best` (a final model; its validation part may then be empty)."""
     device = data.device
     # the functional losses: calling a loss module costs ~10 us per batch (benchmarks/trainer_speed.py)
     loss_fn = nn.functional.cross_entropy if data.task == "classification" else nn.functional.mse_loss
@@ -127,6 +131,7 @@ def train(
 
     curve: list[float] = []
     losses: list[float] = []
+    train_losses: list[float] = []
     times: list[float] = []
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch = 0
@@ -137,6 +142,7 @@ def train(
         start = time.perf_counter()
         order = torch.randperm(n, device=device, generator=generator)
         loss_sum = torch.zeros((), device=device)
+        batches = 0
         for first in range(0, n, batch_size):
             index = order[first : first + batch_size]
             if len(index) < 2 < n:  # a lone sample breaks batch norm; it is seen in other epochs
@@ -146,24 +152,29 @@ def train(
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach()
+            batches += 1
         _synchronize(device)
         times.append(time.perf_counter() - start)
         schedule.step()
-        if not torch.isfinite(loss_sum):
-            raise TrialDiverged(f"training loss became {loss_sum.item()} in epoch {epoch + 1}")
+        train_loss = loss_sum.item() / max(batches, 1)
+        if not math.isfinite(train_loss):
+            raise TrialDiverged(f"training loss became {train_loss} in epoch {epoch + 1}")
+        train_losses.append(train_loss)
 
-        score, val_loss = evaluate(model, data)
+        score, val_loss = evaluate(model, data) if len(data.x_val) else (math.nan, math.nan)
         curve.append(score)
         losses.append(val_loss)
         improved = score > curve[best_epoch] if data.task == "classification" else score < curve[best_epoch]
-        if best_state is None or improved:
+        if keep_best and (best_state is None or improved):
             best_epoch = epoch
             best_state = copy.deepcopy(model.state_dict())
+        elif not keep_best:
+            best_epoch = epoch
         if on_epoch is not None and on_epoch(EpochReport(epoch + 1, score, val_loss, times[-1])) and epoch + 1 < epochs:
             stopped = True
             break
-    assert best_state is not None
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return TrainResult(
         model=model,
         val_curve=curve,
@@ -172,6 +183,7 @@ def train(
         val_loss=losses[best_epoch],
         epoch_times_s=times,
         stopped=stopped,
+        train_losses=train_losses,
     )
 
 

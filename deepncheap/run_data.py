@@ -1,0 +1,53 @@
+"""The data a run was made on: how a run records its source, and loading the same data again (to resume
+a search, or to train its final model), checked against the fingerprint stored with the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from deepncheap.data import Dataset, load_dataset
+from deepncheap.errors import DataError
+from deepncheap.settings import SearchSettings
+from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
+
+
+def data_options(settings: SearchSettings) -> dict[str, Any]:
+    """The `load_dataset` keywords of a search's settings."""
+    return {
+        "network": settings.network,
+        "task": settings.task,
+        "val_split": settings.val_split,
+        "image_shape": settings.image_shape,
+        "target": settings.target,
+        "data_dir": settings.data_dir,
+    }
+
+
+def source_name(data: Any) -> str:
+    """How the run records its data source: a built-in name, an absolute file path, or 'arrays'."""
+    if not isinstance(data, (str, Path)):
+        return "arrays"
+    if str(data) in BUILTIN_DATASETS or str(data) in FILE_DATASETS:
+        return str(data)
+    path = Path(data).expanduser()
+    return str(path.resolve()) if path.exists() else str(data)
+
+
+def reload_dataset(stored: dict[str, Any], settings: SearchSettings, run_dir: Path, data: Any = None) -> Dataset:
+    """The run's data loaded again: from `data` when given (in-memory arrays, a moved file), else from the
+    stored source; a DataError when they differ from those the run was made on."""
+    if data is None and stored["data_source"] == "arrays":
+        raise DataError(
+            "this run was made on in-memory arrays; pass the same arrays again, e.g. "
+            f"deepncheap.resume({str(run_dir)!r}, data=(X, y))"
+        )
+    dataset = load_dataset(stored["data_source"] if data is None else data, **data_options(settings))
+    now, then = dataset.summary(), stored["data"]
+    differ = sorted(k for k in then if k != "name" and now.get(k) != then[k])
+    if differ:
+        raise DataError(
+            f"the data differ from those the run in {run_dir} was made on ({', '.join(differ)}); "
+            "give the same data (e.g. --data FILE if the file moved)"
+        )
+    return dataset
