@@ -30,7 +30,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from deepncheap.data import SPLIT_SEED
-from deepncheap.errors import DataError, SettingsError
+from deepncheap.errors import DataError, SearchInterrupted, SettingsError
 
 Estimator = TypeVar("Estimator", bound="_DNCEstimator")
 
@@ -105,15 +105,18 @@ class _DNCEstimator(BaseEstimator):
         data = {"xtr": X[train], "ytr": targets[train], "xva": X[val], "yva": targets[val]}
         data |= {"xte": data["xva"], "yte": data["yva"]}  # (no test split taken from X: see the module docstring)
         with _run_directory(self.run_dir) as (run_dir, kept):
-            search(
-                data=data,
-                out=run_dir,
-                overwrite=kept,  # fitting again replaces the run, as it replaces the model
-                time_budget=self.time_budget,
-                verbose=self.verbose,
-                task=self._task,
-                **self._search_options(),
-            )
+            try:
+                search(
+                    data=data,
+                    out=run_dir,
+                    overwrite=kept,  # fitting again replaces the run, as it replaces the model
+                    time_budget=self.time_budget,
+                    verbose=self.verbose,
+                    task=self._task,
+                    **self._search_options(),
+                )
+            except SearchInterrupted:  # (its advice, 'dnc resume', cannot apply: the run's data are fit's own)
+                raise KeyboardInterrupt("fit interrupted; call fit again to start over") from None
             self.result_ = train_final(run_dir, epochs=self.final_epochs, data=data, verbose=self.verbose)
             with RunStore.open(run_dir) as store:
                 self.trials_ = _table([dataclasses.asdict(trial) for trial in store.trials()])
@@ -160,7 +163,8 @@ class DNCClassifier(ClassifierMixin, _DNCEstimator):
 
     Attributes: `classes_`, `n_features_in_`, `feature_names_in_` (DataFrame inputs), `best_config_`,
     `trials_` (the search's trials: a DataFrame when pandas is installed, else a list of dicts),
-    `model_` (the final torch network), `result_` (its `SearchResult`), `run_dir_` (None for a temporary run).
+    `model_` (the final torch network), `result_` (its `SearchResult`), `run_dir_` (the run kept in `run_dir`,
+    or None: the temporary run is gone, and so is `result_.run_dir`).
     """
 
     _task = "classification"
@@ -211,8 +215,8 @@ def _holdout(targets: np.ndarray, fraction: float, *, stratified: bool) -> tuple
     n_held = min(math.ceil(fraction * len(targets)), int((sizes - 1).sum()))
     if n_held < 1:
         raise FitDataError(
-            f"{len(targets)} sample(s) leave none to validate on (every class needs 2 samples for one to be "
-            "held out); give more samples"
+            f"{len(targets)} sample(s) leave none to validate on (each class keeps one for training, so some "
+            "class needs 2 or more); give more samples"
         )
     quota = n_held * sizes / sizes.sum()
     held = np.minimum(np.floor(quota).astype(int), sizes - 1)

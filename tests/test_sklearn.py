@@ -1,3 +1,4 @@
+import importlib
 import pickle
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import deepncheap
-from deepncheap.errors import DNCError
+from deepncheap.errors import DNCError, SearchInterrupted
 from deepncheap.sklearn import DNCClassifier, DNCRegressor, FitDataError, _holdout
 
 # Tiny, deterministic budgets (one trial of one epoch, a short final training, one thread): the estimator
@@ -178,7 +179,7 @@ def test_holdout_is_stratified_and_keeps_every_class_for_training():
     ("estimator", "x", "y", "message"),
     [
         (DNCClassifier(**FAST), np.ones((5, 2)), np.ones(5), "1 class"),
-        (DNCClassifier(**FAST), np.eye(2), [0, 1], "every class needs 2 samples"),
+        (DNCClassifier(**FAST), np.eye(2), [0, 1], "some class needs 2 or more"),
         (DNCRegressor(**FAST), np.ones((1, 2)), [3.0], "1 sample"),
     ],
 )
@@ -194,3 +195,13 @@ def test_importing_deepncheap_imports_no_estimator():
         "assert deepncheap.DNCClassifier.__module__ == 'deepncheap.sklearn'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_interrupted_fit_says_to_fit_again(monkeypatch):
+    def interrupted(**options):
+        raise SearchInterrupted(options["out"])
+
+    monkeypatch.setattr(importlib.import_module("deepncheap.search"), "search", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="call fit again") as error:
+        DNCClassifier(**FAST).fit(*iris())
+    assert not isinstance(error.value, SearchInterrupted)  # (whose advice, dnc resume, cannot apply)
