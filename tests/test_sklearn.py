@@ -5,6 +5,7 @@ import sys
 import tempfile
 
 import numpy as np
+import pandas
 import pytest
 import torch
 from sklearn.base import clone
@@ -57,8 +58,8 @@ def test_classifier_fits_predicts_and_leaves_no_process_state(tmp_path, monkeypa
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the temporary run goes
     x, y = iris()
     threads = torch.get_num_threads()
-    clf = DNCClassifier(**(FAST | {"threads": None})).fit(x, y)
-    assert torch.get_num_threads() == threads
+    clf = DNCClassifier(**(FAST | {"threads": threads + 1})).fit(x, y)  # (trials and final training use 1 more)
+    assert torch.get_num_threads() == threads and clf.trials_.loc[0, "threads"] == threads + 1
     assert not list(tmp_path.glob("deepncheap-*"))  # the temporary run is removed
     assert clf.run_dir_ is None and clf.n_features_in_ == 4
     assert clf.score(x, y) > 0.8
@@ -66,7 +67,7 @@ def test_classifier_fits_predicts_and_leaves_no_process_state(tmp_path, monkeypa
     assert proba.shape == (150, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-6)
     assert set(clf.best_config_) >= {"hidden_nodes", "lr", "batch_size"}
     assert clf.result_.final["trained_on"] == "train+val" and clf.result_.final["n_train"] == 150
-    trials = clf.trials_ if isinstance(clf.trials_, list) else clf.trials_.to_dict("records")
+    trials = clf.trials_.to_dict("records")
     assert len(trials) == 1 and trials[0]["status"] == "complete" and trials[0]["config"]["network"] == "mlp"
     restored = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(restored.predict_proba(x), proba)
@@ -147,12 +148,17 @@ def test_run_dir_is_kept_and_refitting_replaces_the_run(tmp_path):
 
 
 def test_data_frames_give_feature_names():
-    pandas = pytest.importorskip("pandas")
     x, y = iris()
     frame = pandas.DataFrame(x, columns=["sepal_l", "sepal_w", "petal_l", "petal_w"])
     clf = DNCClassifier(**FAST).fit(frame, pandas.Series(y))
     assert list(clf.feature_names_in_) == list(frame.columns)
     assert isinstance(clf.trials_, pandas.DataFrame) and clf.trials_.loc[0, "status"] == "complete"
+
+
+def test_trials_are_a_list_of_dicts_without_pandas(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)  # (import pandas then fails)
+    clf = DNCClassifier(**FAST).fit(*iris())
+    assert isinstance(clf.trials_, list) and clf.trials_[0]["status"] == "complete"
 
 
 def test_tiny_data_sets_fit():
