@@ -30,7 +30,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from deepncheap.data import SPLIT_SEED
-from deepncheap.errors import DataError, SearchInterrupted, SettingsError
+from deepncheap.errors import DataError, SearchInterrupted, SearchStopped, SettingsError
 
 Estimator = TypeVar("Estimator", bound="_DNCEstimator")
 
@@ -117,6 +117,10 @@ class _DNCEstimator(BaseEstimator):
                 )
             except SearchInterrupted:  # (its advice, 'dnc resume', cannot apply: the run's data are fit's own)
                 raise KeyboardInterrupt("fit interrupted; call fit again to start over") from None
+            except SearchStopped:
+                raise SettingsError(
+                    f"time_budget={self.time_budget!r} ran out before any trial completed; give a longer time_budget"
+                ) from None
             self.result_ = train_final(run_dir, epochs=self.final_epochs, data=data, verbose=self.verbose)
             with RunStore.open(run_dir) as store:
                 self.trials_ = _table([dataclasses.asdict(trial) for trial in store.trials()])

@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import deepncheap
-from deepncheap.errors import DNCError, SearchInterrupted
+from deepncheap.errors import DNCError, SearchInterrupted, SettingsError
 from deepncheap.sklearn import DNCClassifier, DNCRegressor, FitDataError, _holdout
 
 # Tiny, deterministic budgets (one trial of one epoch, a short final training, one thread): the estimator
@@ -211,3 +211,8 @@ def test_an_interrupted_fit_says_to_fit_again(monkeypatch):
     with pytest.raises(KeyboardInterrupt, match="call fit again") as error:
         DNCClassifier(**FAST).fit(*iris())
     assert not isinstance(error.value, SearchInterrupted)  # (whose advice, dnc resume, cannot apply)
+
+
+def test_a_time_budget_too_short_for_any_trial_says_so():
+    with pytest.raises(SettingsError, match="time_budget=1e-06 ran out before any trial completed"):
+        DNCClassifier(**FAST, time_budget=1e-6).fit(*iris())
