@@ -45,8 +45,7 @@ def test_sklearn_estimator_checks(estimator, check):
 
 
 def iris():
-    x, y = load_iris(return_X_y=True)
-    return x, y
+    return load_iris(return_X_y=True)
 
 
 def diabetes():
@@ -54,7 +53,7 @@ def diabetes():
     return x[:200], y[:200]
 
 
-def test_classifier_fits_predicts_and_leaves_no_process_state(tmp_path, monkeypatch):
+def test_classifier_fits_predicts_and_restores_the_thread_count(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the temporary run goes
     x, y = iris()
     threads = torch.get_num_threads()
