@@ -30,7 +30,16 @@ from deepncheap.run_data import reload_dataset
 from deepncheap.settings import SearchSettings
 from deepncheap.stopping import active_stop_event
 from deepncheap.store import RunStore, Trial
-from deepncheap.train import DeviceData, EpochReport, TrialDiverged, evaluate, seed_everything, train
+from deepncheap.train import (
+    GENERATORS_LOCK,
+    DeviceData,
+    EpochReport,
+    TrialDiverged,
+    evaluate,
+    process_state_kept,
+    seed_everything,
+    train,
+)
 from deepncheap.trial import resolve_device, trial_seed
 
 EPOCHS_FACTOR = 4  # default final epochs: this many times the search's epochs per trial
@@ -64,12 +73,9 @@ def train_final(
         epochs = epochs or EPOCHS_FACTOR * settings.epochs
         dataset = reload_dataset(stored, settings, path, data)
         device = resolve_device(settings.device)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(int(stored["threads"]))
-        try:
+        with process_state_kept():
+            torch.set_num_threads(int(stored["threads"]))
             record, weights = _train_and_test(trial, dataset, settings, device, epochs, verbose)
-        finally:
-            torch.set_num_threads(threads)
         final_dir = path / FINAL_DIR
         final_dir.mkdir(exist_ok=True)
         artifacts.write_atomic(final_dir / FINAL_WEIGHTS, weights)
@@ -104,10 +110,14 @@ def _train_and_test(
     training_data = DeviceData(dataset.task, x_both, y_both, x_test[:0], y_test[:0])  # (no validation)
     test_data = DeviceData(dataset.task, x_both[:0], y_both[:0], x_test, y_test)
     seed = trial_seed(settings.seed, trial.stage, trial.stage_index)
-    seed_everything(seed)
-    model = build_model(config, dataset.input_shape, dataset.num_outputs).to(device)
     started = time.perf_counter()
-    with SearchProgress(epochs, enabled=verbose, label="train") as progress, active_stop_event() as stop:
+    with (
+        SearchProgress(epochs, enabled=verbose, label="train") as progress,
+        active_stop_event() as stop,
+        GENERATORS_LOCK,
+    ):
+        seed_everything(seed)
+        model = build_model(config, dataset.input_shape, dataset.num_outputs).to(device)
         progress.note(
             f"training trial #{trial.trial_id}'s config for {epochs} epochs on {len(y_both)} samples "
             f"(training + validation); testing once on {len(dataset.y_test)}"

@@ -3,8 +3,9 @@ the same way: check the options, start the executor, load the data, open the run
 baselines, then let the runner drive the method (`methods/`) until it is done, a budget is reached or a
 stop is requested, and record how the run ended.
 
-Nothing process-wide is left changed: torch's thread count is restored when a search returns, and each
-search has its own stop event (`stopping.py`), so two searches in one process never stop each other.
+Nothing process-wide is left changed: torch's thread count and the global random generators are restored
+when a search returns, and each search has its own stop event (`stopping.py`), so two searches in one
+process never stop each other.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from deepncheap.settings import SearchSettings, parse_duration
 from deepncheap.space import SearchSpace
 from deepncheap.stopping import active_stop_event
 from deepncheap.store import RunStore
+from deepncheap.train import process_state_kept
 from deepncheap.trial import resolve_device
 
 __all__ = ["SearchResult", "load_run", "resume", "search"]
@@ -123,13 +125,9 @@ def resume(
 
 @contextmanager
 def _process_state() -> Iterator[Any]:
-    """The search's own stop event, and torch's thread count restored when the search ends."""
-    threads = torch.get_num_threads()
-    try:
-        with active_stop_event() as stop:
-            yield stop
-    finally:
-        torch.set_num_threads(threads)
+    """The search's own stop event; torch's thread count and the global generators restored at its end."""
+    with process_state_kept(), active_stop_event() as stop:
+        yield stop
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import copy
 import math
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +26,9 @@ from deepncheap.timing import epoch_time
 
 LR_DROP_FACTOR = 0.2
 EVAL_BATCH = 2048
+# Held by whatever seeds and draws from the process-wide generators (a trial trained in the driver, and
+# saving or restoring their states): searches in threads of one process then take turns, trial by trial.
+GENERATORS_LOCK = threading.Lock()
 
 
 class TrialDiverged(RuntimeError):
@@ -95,6 +100,23 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def process_state_kept() -> Iterator[None]:
+    """Whatever runs inside may seed the process-wide generators (Python's, numpy's, torch's) and set torch's
+    thread count: all of them are as they were afterwards, so the library leaves no process-wide change."""
+    with GENERATORS_LOCK:
+        states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        with GENERATORS_LOCK:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+            torch.set_rng_state(states[2])
 
 
 def lr_milestones(epochs: int) -> list[int]:

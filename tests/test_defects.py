@@ -9,6 +9,7 @@ import csv
 import importlib
 import json
 import os
+import random
 import shlex
 import signal
 import sqlite3
@@ -315,6 +316,20 @@ def test_torch_thread_count_is_restored_after_a_search(tmp_path, torch_threads):
     run = tiny_random(tmp_path / "run", threads=1).run_dir
     assert {t.threads for t in stored_trials(run)} == {1}  # the search did train with one thread
     assert torch.get_num_threads() == 2
+
+
+def generator_draws():
+    """The next draws of Python's, numpy's and torch's process-wide generators (their states, compared)."""
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_a_search_and_a_final_training_leave_the_global_generators_as_they_were(tmp_path):
+    random.seed(123), np.random.seed(123), torch.manual_seed(123)
+    expected = generator_draws()
+    random.seed(123), np.random.seed(123), torch.manual_seed(123)
+    run = tiny_random(tmp_path / "run").run_dir
+    deepncheap.train_final(run, epochs=1, verbose=False)
+    assert generator_draws() == expected  # (the trials seeded and drew from all three)
 
 
 def trial_results(run):

@@ -3,7 +3,7 @@ reports go straight to the driver (a stop answer ends the trial after that very 
 
 Torch's, numpy's and Python's random generators are process-wide, and a trial seeds them and draws from
 them (initial weights, dropout, batch order). Searches running in threads of one process therefore take
-turns trial by trial (`_TRIAL_LOCK`), so that each trial's results are those of the same trial run alone.
+turns trial by trial (`train.GENERATORS_LOCK`), so that each trial's results are those of the same trial run alone.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ import torch
 
 from deepncheap.data import Dataset
 from deepncheap.executors import EpochCallback
-from deepncheap.train import DeviceData, EpochReport
+from deepncheap.train import GENERATORS_LOCK, DeviceData, EpochReport
 from deepncheap.trial import TrialOutcome, TrialTask, execute
-
-_TRIAL_LOCK = threading.Lock()
 
 
 class SerialExecutor:
@@ -53,7 +51,7 @@ class SerialExecutor:
             return on_epoch(task.trial_id, report)
 
         dataset = self._dataset
-        with _TRIAL_LOCK:
+        with GENERATORS_LOCK:
             return execute(
                 task, self._data, input_shape=dataset.input_shape, num_outputs=dataset.num_outputs, on_epoch=hook
             )
