@@ -1,4 +1,4 @@
-"""The `dnc` command: `dnc search`, `dnc resume` and `dnc show`.
+"""The `dnc` command: `dnc search`, `dnc resume`, `dnc show`, `dnc export` and `dnc predict`.
 
 Exit status: 0 finished or stopped by a budget (resumable), 2 bad input (one line on stderr:
 `dnc: error: <what is wrong>; <how to fix it>`), 1 an unexpected internal error (traceback only with
@@ -43,6 +43,7 @@ def _image_shape(text: str) -> tuple[int, int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     from deepncheap.data import TASKS
+    from deepncheap.export import FORMATS
     from deepncheap.objective import PENALTIES
     from deepncheap.settings import DEFAULT_EPOCHS, DEFAULT_MAX_TRIALS, METHODS
     from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
@@ -118,6 +119,39 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="show a run's trials, best config and state (also while it runs)")
     show.add_argument("run", help="run directory")
     show.add_argument("--debug", action="store_true", help="show the tracebacks of failed trials")
+
+    e = commands.add_parser(
+        "export",
+        help="write the model, preprocessing inside, as an ONNX or TorchScript file",
+        description="Write the best trial's model (or the final one) as a file that predicts from raw inputs "
+        "without deepncheap: float32 input 'input' (N, *input shape), output 'probabilities' (N, classes) or "
+        "'predictions' (N, 1) in the targets' units. The task, class names and input shape are in the file "
+        "(ONNX metadata_props; TorchScript extra file deepncheap.json). ONNX needs: pip install 'deepncheap[export]'.",
+    )
+    e.add_argument("run", help="run directory")
+    e.add_argument("--format", required=True, choices=FORMATS, help="file format")
+    which = e.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, help="trial id (default: the best; only its weights are kept)")
+    which.add_argument("--final", action="store_true", help="the final model 'dnc train' wrote (RUN/final/)")
+    e.add_argument(
+        "--out",
+        help="file to write (default: RUN/export/best_model.onnx or .pt; final_model.* with --final)",
+    )
+    e.add_argument("--debug", action="store_true", help="show the exporter's output and tracebacks")
+
+    p = commands.add_parser(
+        "predict",
+        help="predict from raw samples in a file, as CSV",
+        description="Predict with the best trial's model (or the final one) for the raw samples of a .npy, "
+        ".npz (array x, xte or its only one) or .csv file (header row; the training CSV's feature columns, "
+        "its target column left out). Writes one row per sample: prediction, then p_<class> with --proba.",
+    )
+    p.add_argument("run", help="run directory")
+    p.add_argument("--data", required=True, help="file of raw samples (.npy, .npz or .csv)")
+    p.add_argument("--out", required=True, help="CSV file to write, or - for stdout")
+    p.add_argument("--final", action="store_true", help="the final model 'dnc train' wrote (RUN/final/)")
+    p.add_argument("--proba", action="store_true", help="add one p_<class> probability column per class")
+    p.add_argument("--debug", action="store_true", help="show library warnings and tracebacks")
     return parser
 
 
@@ -180,6 +214,29 @@ def _run_resume(args: argparse.Namespace) -> None:
         args.run, data=args.data, max_trials=args.max_trials, time_budget=args.time_budget, verbose=not args.quiet
     )
     _print(format_result(result))
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from deepncheap.export import export_run
+
+    path = export_run(
+        args.run, format=args.format, out=args.out, final=args.final, trial_id=args.trial, verbose=args.debug
+    )
+    _print(f"wrote {path}")
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from deepncheap.artifacts import write_output
+    from deepncheap.predict import predict_file
+
+    table = predict_file(args.run, data=args.data, final=args.final, proba=args.proba)
+    if args.out == "-":
+        _print(table.rstrip("\n"))
+        return
+    write_output(Path(args.out).expanduser(), table.encode())
+    _print(f"wrote {args.out}")
 
 
 def _print(text: str) -> None:
@@ -250,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from deepncheap.show import show_run
 
             show_run(args.run, debug=args.debug)
+            return 0
+        if args.command in ("export", "predict"):
+            (_run_export if args.command == "export" else _run_predict)(args)
             return 0
         for stop_signal in STOP_SIGNALS:
             signal.signal(stop_signal, _request_stop)
