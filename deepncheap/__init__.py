@@ -2,6 +2,7 @@
 accuracy against cost (the Deep-n-Cheap method)."""
 
 from deepncheap.errors import DataError, DNCError, OutputError, SearchFailedError, SettingsError, SpaceError
+from deepncheap.export import export_run
 from deepncheap.search import SearchResult, load_run, resume, search
 from deepncheap.space import SearchSpace
 
@@ -14,6 +15,7 @@ __all__ = [
     "SearchSpace",
     "SettingsError",
     "SpaceError",
+    "export_run",
     "load_run",
     "resume",
     "search",

@@ -1,5 +1,6 @@
 """Helpers shared by the test modules: what a run's store holds, read back."""
 
+import csv
 import json
 
 from deepncheap.store import RunStore
@@ -18,3 +19,12 @@ def signature(trials):
         for t in trials
         if t.status == "complete"
     )
+
+
+def write_csv(path, x, y, *, target):
+    """A CSV of features f0, f1, ... and the `target` column (values written exactly); returns `path`."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*(f"f{i}" for i in range(x.shape[1])), target])
+        writer.writerows([*row, label] for row, label in zip(x.tolist(), y.tolist(), strict=True))
+    return path
