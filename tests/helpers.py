@@ -21,10 +21,12 @@ def signature(trials):
     )
 
 
-def write_csv(path, x, y, *, target):
-    """A CSV of features f0, f1, ... and the `target` column (values written exactly); returns `path`."""
+def write_csv(path, x, y=None, *, target=None):
+    """A CSV of features f0, f1, ... (and the `target` column holding `y`), values written exactly; returns
+    `path`."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([*(f"f{i}" for i in range(x.shape[1])), target])
-        writer.writerows([*row, label] for row, label in zip(x.tolist(), y.tolist(), strict=True))
+        writer.writerow([f"f{i}" for i in range(x.shape[1])] + ([] if y is None else [target]))
+        labels = [] if y is None else y.tolist()
+        writer.writerows(row + labels[i : i + 1] for i, row in enumerate(x.tolist()))
     return path
