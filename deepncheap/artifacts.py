@@ -63,17 +63,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def write_output(path: Path, data: bytes) -> None:
-    """`write_atomic` to a file the user named (its folder made when missing), with an OutputError naming
-    the path when it cannot be written: nothing is left half-written."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)
-    except OSError as exc:
-        reason = f"{path.parent} is a file" if path.parent.is_file() else exc.strerror or str(exc)
-        raise OutputError(f"cannot write {path} ({reason}); choose a writable --out") from None
-
-
 def save_weights(model: nn.Module, run_dir: Path, *, trial_id: int) -> Path:
     """Save the model's state dict as safetensors in `run_dir`, tagged with the trial it comes from."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -254,3 +243,14 @@ def read_final(run_dir: Path) -> dict[str, Any]:
         raise OutputError(f"{run_dir} has no final model yet; train it first with: dnc train {run_dir}")
     record: dict[str, Any] = json.loads(path.read_text())
     return record
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """`write_atomic` to a file the user named (its folder made when missing), with an OutputError naming
+    the path when it cannot be written: nothing is left half-written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+    except OSError as exc:
+        reason = f"{path.parent} is a file" if path.parent.is_file() else exc.strerror or str(exc)
+        raise OutputError(f"cannot write {path} ({reason}); choose a writable --out") from None

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from deepncheap.artifacts import SearchResult, load_run, weights_trial_id, write_output
-from deepncheap.errors import OutputError, SettingsError
+from deepncheap.errors import SettingsError
 from deepncheap.inference import RawInputModel
 from deepncheap.preprocessing import Preprocessing
 from deepncheap.store import RunStore
@@ -80,11 +80,11 @@ def _best_model(run_dir: Path, trial_id: int | None) -> SearchResult:
     )
 
 
-def model_metadata(preprocessing: Preprocessing, *, trial_id: int, final: bool) -> dict[str, str]:
+def model_metadata(preprocessing: Preprocessing, *, trial_id: int, final: bool) -> dict[str, Any]:
     """What a user needs to read the file's outputs: task, class names (the columns of the probabilities),
-    the sample shape, the input and output names, the trial; values JSON text (ONNX holds strings only)."""
+    the sample shape, the input and output names, the trial."""
     classification = preprocessing.task == "classification"
-    values: dict[str, Any] = {
+    return {
         "task": preprocessing.task,
         "classes": list(preprocessing.classes),
         "input_shape": list(preprocessing.input_shape),
@@ -93,7 +93,6 @@ def model_metadata(preprocessing: Preprocessing, *, trial_id: int, final: bool) 
         "model": "final" if final else "best",
         "trial_id": trial_id,
     }
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 
 def _require_onnx() -> None:
@@ -106,8 +105,9 @@ def _require_onnx() -> None:
         ) from None
 
 
-def _onnx(model: RawInputModel, example: torch.Tensor, metadata: dict[str, str], verbose: bool) -> bytes:
-    """The ONNX file of `model` with a dynamic batch axis, by the torch.export-based exporter."""
+def _onnx(model: RawInputModel, example: torch.Tensor, metadata: dict[str, Any], verbose: bool) -> bytes:
+    """The ONNX file of `model` with a dynamic batch axis, by the torch.export-based exporter; the metadata
+    in `metadata_props` (strings: lists as JSON text)."""
     program = torch.onnx.export(
         model,
         (example,),
@@ -117,17 +117,16 @@ def _onnx(model: RawInputModel, example: torch.Tensor, metadata: dict[str, str],
         dynamic_shapes=({0: torch.export.Dim("batch")},),
         verbose=verbose,
     )
-    if program is None:  # (only when given a file to write)
-        raise OutputError("the ONNX exporter returned no model; rerun with --debug and report it")
+    assert program is not None  # (None only when given a file to write)
     proto = program.model_proto
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
     data: bytes = proto.SerializeToString()
     return data
 
 
-def _torchscript(model: RawInputModel, example: torch.Tensor, metadata: dict[str, str]) -> bytes:
+def _torchscript(model: RawInputModel, example: torch.Tensor, metadata: dict[str, Any]) -> bytes:
     """The TorchScript file of `model`, traced (the networks have no data-dependent control flow, so any
     batch size runs); the metadata as the extra file `deepncheap.json`."""
     with torch.no_grad():

@@ -30,3 +30,15 @@ def write_csv(path, x, y=None, *, target=None):
         labels = [] if y is None else y.tolist()
         writer.writerows(row + labels[i : i + 1] for i, row in enumerate(x.tolist()))
     return path
+
+
+def write_final_model(run):
+    """RUN/final/ as `dnc train` leaves it (model.safetensors, final.json), holding the best trial's config
+    with its weights halved: a model that predicts differently from the best trial's."""
+    from safetensors.torch import load_file, save_file
+
+    best = json.loads((run / "best.json").read_text())
+    (run / "final").mkdir()
+    weights = {name: tensor * 0.5 for name, tensor in load_file(run / "best_model.safetensors").items()}
+    save_file(weights, run / "final" / "model.safetensors")
+    (run / "final" / "final.json").write_text(json.dumps({"trial_id": best["trial_id"], "config": best["config"]}))

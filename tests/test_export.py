@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+from helpers import write_final_model
 
 import deepncheap
 from deepncheap.cli import main
@@ -76,19 +78,20 @@ def test_the_file_predicts_from_raw_inputs_as_the_model_does_without_deepncheap(
                 assert difference <= tolerance
         described = report[jobs[name]["model"]]
         output = "probabilities" if classification else "predictions"
-        assert described["metadata"] | {"trial_id": "?"} == {
+        metadata = {
             "task": preprocessing.task,
-            "classes": json.dumps(list(result.classes)),
-            "input_shape": json.dumps(list(run["x"].shape[1:])),
+            "classes": list(result.classes),
+            "input_shape": list(run["x"].shape[1:]),
             "input": "input",
             "output": output,
             "model": "best",
-            "trial_id": "?",
+            "trial_id": result.trial_id,
         }
-        assert described["metadata"]["trial_id"] == str(result.trial_id)
-        if file_format == "onnx":
+        if file_format == "onnx":  # (ONNX metadata are strings)
+            metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
             assert described["names"] == ["input", output]
-    assert json.loads(report[jobs["mlp"]["model"]]["metadata"]["classes"]) == ["setosa", "versicolor", "virginica"]
+        assert described["metadata"] == metadata
+    assert deepncheap.load_run(model_runs["mlp"]["dir"]).classes == ("setosa", "versicolor", "virginica")
 
 
 @pytest.fixture
@@ -111,6 +114,23 @@ def _error(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("dnc: error: "), err
     return err
+
+
+def test_final_exports_the_model_dnc_train_wrote(run_copy, tmp_path):
+    write_final_model(run_copy)
+    path = export_run(run_copy, format="torchscript", final=True)
+    assert path == run_copy / "export" / "final_model.pt"
+    extra = {"deepncheap.json": ""}
+    model = torch.jit.load(path, _extra_files=extra)
+    assert json.loads(extra["deepncheap.json"])["model"] == "final"
+    x = np.random.default_rng(0).normal(size=(9, 10)).astype(np.float32) * 0.05  # (diabetes-like features)
+    result = deepncheap.load_run(run_copy, final=True)
+    final = result.predict(x)
+    assert (
+        np.abs(model(torch.from_numpy(x)).detach().numpy()[:, 0] - final).max()
+        <= 1e-5 * result.preprocessing.target_std
+    )
+    assert np.abs(deepncheap.load_run(run_copy).predict(x) - final).max() > 1.0  # (another model)
 
 
 def test_only_the_trial_whose_weights_are_kept_can_be_exported(run_copy, capsys):

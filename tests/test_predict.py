@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from helpers import write_csv
+from helpers import write_csv, write_final_model
 
 import deepncheap
 from deepncheap.cli import main
@@ -89,6 +89,17 @@ def run_copy(model_runs, tmp_path):
     path = tmp_path / "run"
     shutil.copytree(model_runs["mlp"]["dir"], path)
     return path
+
+
+def test_final_predicts_with_the_model_dnc_train_wrote(model_runs, run_copy, tmp_path, capsys):
+    write_final_model(run_copy)
+    x = model_runs["mlp"]["x"]
+    np.save(tmp_path / "x.npy", x)
+    assert main(["predict", str(run_copy), "--data", str(tmp_path / "x.npy"), "--out", "-", "--final", "--proba"]) == 0
+    header, *rows = list(csv.reader(capsys.readouterr().out.splitlines()))
+    probabilities = np.asarray([r[1:] for r in rows], dtype=np.float64)
+    assert np.array_equal(probabilities, deepncheap.load_run(run_copy, final=True).predict_proba(x))
+    assert not np.allclose(probabilities, deepncheap.load_run(run_copy).predict_proba(x), atol=1e-3)
 
 
 def _bad_files(root, iris):
