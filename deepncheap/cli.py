@@ -120,38 +120,41 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run", help="run directory")
     show.add_argument("--debug", action="store_true", help="show the tracebacks of failed trials")
 
-    e = commands.add_parser(
+    e = _model_command(
+        commands,
         "export",
-        help="write the model, preprocessing inside, as an ONNX or TorchScript file",
-        description="Write the best trial's model (or the final one) as a file that predicts from raw inputs "
-        "without deepncheap: float32 input 'input' (N, *input shape), output 'probabilities' (N, classes) or "
+        "write the model, preprocessing inside, as an ONNX or TorchScript file",
+        "Write the best trial's model (or the final one) as a file that predicts from raw inputs without "
+        "deepncheap: float32 input 'input' (N, *input shape), output 'probabilities' (N, classes) or "
         "'predictions' (N, 1) in the targets' units. The task, class names and input shape are in the file "
         "(ONNX metadata_props; TorchScript extra file deepncheap.json). ONNX needs: pip install 'deepncheap[export]'.",
     )
-    e.add_argument("run", help="run directory")
     e.add_argument("--format", required=True, choices=FORMATS, help="file format")
-    which = e.add_mutually_exclusive_group()
-    which.add_argument("--trial", type=int, help="trial id (default: the best; only its weights are kept)")
-    which.add_argument("--final", action="store_true", help="the final model 'dnc train' wrote (RUN/final/)")
+    e.add_argument("--trial", type=int, help="trial id (default: the best; only its weights are kept)")
     e.add_argument(
-        "--out",
-        help="file to write (default: RUN/export/best_model.onnx or .pt; final_model.* with --final)",
+        "--out", help="file to write (default: RUN/export/best_model.onnx or .pt; final_model.* with --final)"
     )
-    e.add_argument("--debug", action="store_true", help="show the exporter's output and tracebacks")
 
-    p = commands.add_parser(
+    p = _model_command(
+        commands,
         "predict",
-        help="predict from raw samples in a file, as CSV",
-        description="Predict with the best trial's model (or the final one) for the raw samples of a .npy, "
-        ".npz (array x, xte or its only one) or .csv file (header row; the training CSV's feature columns, "
-        "its target column left out). Writes one row per sample: prediction, then p_<class> with --proba.",
+        "predict from raw samples in a file, as CSV",
+        "Predict with the best trial's model (or the final one) for the raw samples of a .npy, .npz (array x, "
+        "xte or its only one) or .csv file (header row; the training CSV's feature columns, its target column "
+        "left out). Writes one row per sample: prediction, then p_<class> with --proba.",
     )
-    p.add_argument("run", help="run directory")
     p.add_argument("--data", required=True, help="file of raw samples (.npy, .npz or .csv)")
     p.add_argument("--out", required=True, help="CSV file to write, or - for stdout")
-    p.add_argument("--final", action="store_true", help="the final model 'dnc train' wrote (RUN/final/)")
     p.add_argument("--proba", action="store_true", help="add one p_<class> probability column per class")
-    p.add_argument("--debug", action="store_true", help="show library warnings and tracebacks")
+    return parser
+
+
+def _model_command(commands: Any, name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+    """A command on a run's model (the best trial's, or with --final the one `dnc train` wrote)."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=description)
+    parser.add_argument("run", help="run directory")
+    parser.add_argument("--final", action="store_true", help="the final model 'dnc train' wrote (RUN/final/)")
+    parser.add_argument("--debug", action="store_true", help="show library warnings and tracebacks")
     return parser
 
 

@@ -48,7 +48,7 @@ def export_run(
     if format not in FORMATS:
         raise SettingsError(f"unknown export format '{format}'; use one of: {', '.join(FORMATS)}")
     if final and trial_id is not None:
-        raise SettingsError("give a trial id or final, not both; the final model is trained from one trial")
+        raise SettingsError("give --trial or --final, not both; the final model is trained from one trial")
     if format == "onnx":
         _require_onnx()
     run_dir = Path(run_dir)

@@ -13,12 +13,12 @@ import io
 import math
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from deepncheap.artifacts import load_run
 from deepncheap.errors import DataError, SettingsError
+from deepncheap.sources import read_csv_rows
 
 NPZ_KEYS = ("x", "xte")  # the array of an .npz that holds several, in order of preference
 
@@ -84,15 +84,7 @@ def _npz_key(path: Path, keys: list[str]) -> str:
 
 def _read_csv(path: Path, target: str | None, n_features: int | None) -> np.ndarray:
     """The feature columns of a CSV with a header row, as float32; the target column is dropped."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            table = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {path} as CSV ({exc}); save it as UTF-8 text") from None
-    if len(table) < 2:
-        raise DataError(f"{path} holds no samples; give a header row, then one row per sample")
-    header = [cell.strip() for cell in table[0][1]]
+    header, rows = read_csv_rows(path)
     if all(_is_number(name) for name in header):
         raise DataError(f"{path} has no header row (its first row is numbers); add the column names first")
     columns = [i for i, name in enumerate(header) if name != target]
@@ -102,10 +94,8 @@ def _read_csv(path: Path, target: str | None, n_features: int | None) -> np.ndar
             f"{path} has {len(columns)} feature columns{besides} but the model takes {n_features}; "
             "give the feature columns of the training data"
         )
-    samples = np.empty((len(table) - 1, len(columns)), dtype=np.float32)
-    for row_index, (line, row) in enumerate(table[1:]):
-        if len(row) != len(header):
-            raise DataError(f"{path} line {line} has {len(row)} fields, the header has {len(header)}; fix the row")
+    samples = np.empty((len(rows), len(columns)), dtype=np.float32)
+    for row_index, (line, row) in enumerate(rows):
         for column_index, i in enumerate(columns):
             cell = row[i].strip()
             if not _is_number(cell):
@@ -115,7 +105,7 @@ def _read_csv(path: Path, target: str | None, n_features: int | None) -> np.ndar
     return samples
 
 
-def _is_number(text: Any) -> bool:
+def _is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:

@@ -150,7 +150,7 @@ def test_only_the_trial_whose_weights_are_kept_can_be_exported(run_copy, capsys)
     [
         (["--format", "torchscript", "--final"], "has no final model yet; train it first with: dnc train"),
         (["--format", "pickle"], "invalid choice: 'pickle'"),
-        (["--format", "onnx", "--trial", "1", "--final"], "not allowed with argument"),
+        (["--format", "onnx", "--trial", "1", "--final"], "give --trial or --final, not both"),
         (["--trial", "1"], "the following arguments are required: --format"),
     ],
 )

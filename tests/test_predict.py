@@ -136,7 +136,7 @@ BAD_DATA = [
     ("garbage.npy", "save plain numeric arrays with numpy.save or numpy.savez"),
     ("unnamed.npz", "holds arrays a, b; name the samples' array 'x'"),
     ("samples.txt", "unsupported file type '.txt'"),
-    ("empty.csv", "holds no samples; give a header row"),
+    ("empty.csv", "is empty (it needs a header row and data rows)"),
     ("no_header.csv", "has no header row (its first row is numbers)"),
     ("missing.csv", "line 2, column 'b' is empty (a missing value); features must be numbers"),
     ("text.csv", "line 2, column 'c' holds non-numeric value 'big'"),
