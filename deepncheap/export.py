@@ -68,14 +68,15 @@ def export_run(
 def _best_model(run_dir: Path, trial_id: int | None) -> SearchResult:
     """The run's best model; `trial_id` must name the trial whose weights the run keeps (the best one)."""
     result = load_run(run_dir)
-    if trial_id is None or trial_id == result.trial_id:
+    kept = weights_trial_id(run_dir) or result.trial_id  # (weights of old runs are untagged: the best trial's)
+    if trial_id is None or trial_id == kept:
         return result
     with RunStore.open(run_dir) as store:
         ids = [t.trial_id for t in store.trials()]
     if trial_id not in ids:
         raise SettingsError(f"{run_dir} has no trial {trial_id}; its trials are {min(ids)}..{max(ids)}")
     raise SettingsError(
-        f"trial {trial_id}'s weights are not kept (a run keeps only its best trial's, #{weights_trial_id(run_dir)}); "
+        f"trial {trial_id}'s weights are not kept (a run keeps only its best trial's, #{kept}); "
         f"train it with 'dnc train {run_dir} --trial {trial_id}', then export with --final"
     )
 
