@@ -11,7 +11,7 @@ TORCH := torch==2.13.0
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[dev,ray]"
+	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[dev,ray,export]"
 	touch $(STAMP)
 
 # A real CNN search on the built-in digits images, in a reduced space (examples/demo_space.yaml) and budget.

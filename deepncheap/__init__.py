@@ -4,6 +4,7 @@ accuracy against cost (the Deep-n-Cheap method)."""
 from typing import Any
 
 from deepncheap.errors import DataError, DNCError, OutputError, SearchFailedError, SettingsError, SpaceError
+from deepncheap.export import export_run
 from deepncheap.final import train_final
 from deepncheap.search import SearchResult, load_run, resume, search
 from deepncheap.space import SearchSpace
@@ -19,6 +20,7 @@ __all__ = [
     "SearchSpace",
     "SettingsError",
     "SpaceError",
+    "export_run",
     "load_run",
     "resume",
     "search",

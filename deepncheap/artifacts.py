@@ -210,6 +210,11 @@ def load_run(run_dir: str | Path, *, final: bool = False) -> SearchResult:
     final_record = read_final(run_dir) if final else None
     config = final_record["config"] if final_record else record["config"]
     weights = run_dir / FINAL_DIR / FINAL_WEIGHTS if final_record else run_dir / WEIGHTS
+    if not weights.is_file():
+        raise OutputError(
+            f"{run_dir} has no {WEIGHTS} (its best model's weights); retrain the best config with "
+            f"'dnc train {run_dir}' and use the final model, or search again"
+        )
     return SearchResult(
         run_dir=run_dir,
         trial_id=final_record["trial_id"] if final_record else record["trial_id"],
@@ -243,3 +248,14 @@ def read_final(run_dir: Path) -> dict[str, Any]:
         raise OutputError(f"{run_dir} has no final model yet; train it first with: dnc train {run_dir}")
     record: dict[str, Any] = json.loads(path.read_text())
     return record
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """`write_atomic` to a file the user named (its folder made when missing), with an OutputError naming
+    the path when it cannot be written: nothing is left half-written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+    except OSError as exc:
+        reason = f"{path.parent} is a file" if path.parent.is_file() else exc.strerror or str(exc)
+        raise OutputError(f"cannot write {path} ({reason}); choose a writable --out") from None

@@ -1,4 +1,4 @@
-"""The `dnc` command: `dnc search`, `dnc resume`, `dnc train` and `dnc show`.
+"""The `dnc` command: `dnc search`, `dnc resume`, `dnc train`, `dnc show`, `dnc export` and `dnc predict`.
 
 Exit status: 0 finished or stopped by a budget (resumable), 2 bad input (one line on stderr:
 `dnc: error: <what is wrong>; <how to fix it>`), 1 an unexpected internal error (traceback only with
@@ -43,6 +43,7 @@ def _image_shape(text: str) -> tuple[int, int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     from deepncheap.data import TASKS
+    from deepncheap.export import FORMATS
     from deepncheap.objective import PENALTIES
     from deepncheap.settings import DEFAULT_EPOCHS, DEFAULT_MAX_TRIALS, METHODS
     from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
@@ -131,6 +132,42 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="show a run's trials, best config and state (also while it runs)")
     show.add_argument("run", help="run directory")
     show.add_argument("--debug", action="store_true", help="show the tracebacks of failed trials")
+
+    e = _model_command(
+        commands,
+        "export",
+        "write the model, preprocessing inside, as an ONNX or TorchScript file",
+        "Write the best trial's model (or the final one) as a file that predicts from raw inputs without "
+        "deepncheap: float32 input 'input' (N, *input shape), output 'probabilities' (N, classes) or "
+        "'predictions' (N, 1) in the targets' units. The task, class names and input shape are in the file "
+        "(ONNX metadata_props; TorchScript extra file deepncheap.json). ONNX needs: pip install 'deepncheap[export]'.",
+    )
+    e.add_argument("--format", required=True, choices=FORMATS, help="file format")
+    e.add_argument("--trial", type=int, help="trial id (default: the best; only its weights are kept)")
+    e.add_argument(
+        "--out", help="file to write (default: RUN/export/best_model.onnx or .pt; final_model.* with --final)"
+    )
+
+    p = _model_command(
+        commands,
+        "predict",
+        "predict from raw samples in a file, as CSV",
+        "Predict with the best trial's model (or the final one) for the raw samples of a .npy, .npz (array x, "
+        "xte or its only one) or .csv file (header row; the training CSV's feature columns, its target column "
+        "left out). Writes one row per sample: prediction, then p_<class> with --proba.",
+    )
+    p.add_argument("--data", required=True, help="file of raw samples (.npy, .npz or .csv)")
+    p.add_argument("--out", required=True, help="CSV file to write, or - for stdout")
+    p.add_argument("--proba", action="store_true", help="add one p_<class> probability column per class")
+    return parser
+
+
+def _model_command(commands: Any, name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+    """A command on a run's model (the best trial's, or with --final the one `dnc train` wrote)."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=description)
+    parser.add_argument("run", help="run directory")
+    parser.add_argument("--final", action="store_true", help="the final model 'dnc train' wrote (RUN/final/)")
+    parser.add_argument("--debug", action="store_true", help="show library warnings and tracebacks")
     return parser
 
 
@@ -208,6 +245,46 @@ def _run_train(args: argparse.Namespace) -> None:
     )
 
 
+def _run_export(args: argparse.Namespace) -> None:
+    from deepncheap.export import export_run
+
+    path = export_run(
+        args.run, format=args.format, out=args.out, final=args.final, trial_id=args.trial, verbose=args.debug
+    )
+    _print(f"wrote {path}")
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from deepncheap.artifacts import write_output
+    from deepncheap.predict import predict_file
+
+    table = predict_file(args.run, data=args.data, final=args.final, proba=args.proba)
+    if args.out == "-":
+        _print(table.rstrip("\n"))
+        return
+    write_output(Path(args.out).expanduser(), table.encode())
+    _print(f"wrote {args.out}")
+
+
+def _run_show(args: argparse.Namespace) -> None:
+    from deepncheap.show import show_run
+
+    show_run(args.run, debug=args.debug)
+
+
+COMMANDS = {
+    "search": _run_search,
+    "resume": _run_resume,
+    "train": _run_train,
+    "show": _run_show,
+    "export": _run_export,
+    "predict": _run_predict,
+}
+STOPPABLE = ("search", "resume", "train")
+
+
 def _print(text: str) -> None:
     """Print to stdout; a reader that went away (`| head`) is not an error."""
     try:
@@ -272,14 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("ignore")
     previous_handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     try:
-        if args.command == "show":
-            from deepncheap.show import show_run
-
-            show_run(args.run, debug=args.debug)
-            return 0
-        for stop_signal in STOP_SIGNALS:
-            signal.signal(stop_signal, _request_stop)
-        {"search": _run_search, "resume": _run_resume, "train": _run_train}[args.command](args)
+        if args.command in STOPPABLE:  # (long commands stop at an epoch end on the first Ctrl-C/SIGTERM)
+            for stop_signal in STOP_SIGNALS:
+                signal.signal(stop_signal, _request_stop)
+        COMMANDS[args.command](args)
     except DNCError as exc:
         _error(f"dnc: {'error: ' if exc.exit_status else ''}{exc}")
         return exc.exit_status

@@ -142,25 +142,33 @@ def _as_array(value: Any, what: str) -> np.ndarray:
     return array
 
 
-def _read_csv(path: Path, target: str | None) -> RawData:
+def read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header of a CSV file and its data rows, each paired with its line in the file (blank rows
+    skipped, every row as long as the header); a DataError when it cannot be read or has no data row."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)  # rows paired with their line in the file, blank rows skipped
+            reader = csv.reader(handle)
             rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read {path} as CSV ({exc}); save it as UTF-8 text") from None
     if len(rows) < 2:
         raise DataError(f"{path} is empty (it needs a header row and data rows); check the file")
     header = [cell.strip() for cell in rows[0][1]]
+    for line, row in rows[1:]:
+        if len(row) != len(header):
+            raise DataError(f"{path} line {line} has {len(row)} fields, the header has {len(header)}; fix the row")
+    return header, rows[1:]
+
+
+def _read_csv(path: Path, target: str | None) -> RawData:
+    header, rows = read_csv_rows(path)
     if target is None:
         raise DataError(f"no --target given for {path}; name the label column (columns: {', '.join(header)})")
     if target not in header:
         raise DataError(f"{path} has no column '{target}'; use --target with one of: {', '.join(header)}")
     column = header.index(target)
     features, labels = [], []
-    for line, row in rows[1:]:
-        if len(row) != len(header):
-            raise DataError(f"{path} line {line} has {len(row)} fields, the header has {len(header)}; fix the row")
+    for line, row in rows:
         labels.append(row[column].strip())
         values = []
         for i, cell in enumerate(row):

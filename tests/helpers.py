@@ -1,5 +1,6 @@
 """Helpers shared by the test modules: what a run's store holds, read back."""
 
+import csv
 import json
 
 from deepncheap.store import RunStore
@@ -18,3 +19,26 @@ def signature(trials):
         for t in trials
         if t.status == "complete"
     )
+
+
+def write_csv(path, x, y=None, *, target=None):
+    """A CSV of features f0, f1, ... (and the `target` column holding `y`), values written exactly; returns
+    `path`."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([f"f{i}" for i in range(x.shape[1])] + ([] if y is None else [target]))
+        labels = [] if y is None else y.tolist()
+        writer.writerows(row + labels[i : i + 1] for i, row in enumerate(x.tolist()))
+    return path
+
+
+def write_final_model(run):
+    """RUN/final/ as `dnc train` leaves it (model.safetensors, final.json), holding the best trial's config
+    with its weights halved: a model that predicts differently from the best trial's."""
+    from safetensors.torch import load_file, save_file
+
+    best = json.loads((run / "best.json").read_text())
+    (run / "final").mkdir()
+    weights = {name: tensor * 0.5 for name, tensor in load_file(run / "best_model.safetensors").items()}
+    save_file(weights, run / "final" / "model.safetensors")
+    (run / "final" / "final.json").write_text(json.dumps({"trial_id": best["trial_id"], "config": best["config"]}))
