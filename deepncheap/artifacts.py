@@ -14,6 +14,7 @@ import io
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,28 +207,48 @@ def load_run(run_dir: str | Path, *, final: bool = False) -> SearchResult:
         raise OutputError(
             f"{run_dir} has no complete trial yet (the search is {state['state']}); wait for one, or resume the search"
         )
-    record = json.loads(path.read_text())
     final_record = read_final(run_dir) if final else None
-    config = final_record["config"] if final_record else record["config"]
     weights = run_dir / FINAL_DIR / FINAL_WEIGHTS if final_record else run_dir / WEIGHTS
     if not weights.is_file():
         raise OutputError(
             f"{run_dir} has no {WEIGHTS} (its best model's weights); retrain the best config with "
             f"'dnc train {run_dir}' and use the final model, or search again"
         )
+    record, state_dict = _best_and_its_weights(run_dir, final_weights=weights if final_record else None)
+    config = final_record["config"] if final_record else record["config"]
     return SearchResult(
         run_dir=run_dir,
         trial_id=final_record["trial_id"] if final_record else record["trial_id"],
         stage=record["stage"],
         best_config=config,
         metrics=record["metrics"],
-        model=rebuild_model(config, record["settings"]["data"], load_file(weights)),
+        model=rebuild_model(config, record["settings"]["data"], state_dict),
         settings=record["settings"],
         baselines=record["baselines"],
         state=state["state"],
         reason=state["reason"],
         preprocessing=None if stored_preprocessing is None else Preprocessing.from_dict(stored_preprocessing),
         final=final_record,
+    )
+
+
+def _best_and_its_weights(
+    run_dir: Path, *, final_weights: Path | None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """best.json and the weights of the trial it names (or `final_weights`). A running search saves a new
+    best's weights, then its best.json: a reader that comes in between waits for the second file."""
+    for _ in range(40):
+        record: dict[str, Any] = json.loads((run_dir / BEST_JSON).read_text())
+        if final_weights is not None:
+            return record, load_file(final_weights)
+        tagged = weights_trial_id(run_dir)
+        state_dict = load_file(run_dir / WEIGHTS)
+        if tagged == record["trial_id"] == weights_trial_id(run_dir):
+            return record, state_dict
+        time.sleep(0.05)
+    raise OutputError(
+        f"the best model's weights in {run_dir} belong to trial #{tagged}, not to best.json's #{record['trial_id']} "
+        f"(its search died while saving a new best); repair it with 'dnc resume {run_dir}'"
     )
 
 

@@ -173,3 +173,16 @@ def test_ctrl_c_stops_the_training_at_an_epoch_end_and_writes_nothing(tmp_path):
     assert process.returncode == 130
     assert "final training interrupted; nothing was written" in err
     assert not (run / "final" / "final.json").exists()
+
+
+def test_load_run_never_pairs_best_json_with_another_trials_weights(tmp_path):
+    """A search saves a new best's weights, then its best.json: weights tagged with another trial than
+    best.json's (a reader in between, or a driver killed there) are never loaded as best.json's model."""
+    from deepncheap import artifacts
+
+    run = tmp_path / "run"
+    result = deepncheap.search(data="digits", out=run, **TINY)
+    other = 3 - result.trial_id  # (trials #1 and #2)
+    artifacts.save_weights(result.model, run, trial_id=other)
+    with pytest.raises(OutputError, match=f"belong to trial #{other}, not to best.json's #{result.trial_id}"):
+        deepncheap.load_run(run)
