@@ -1,4 +1,4 @@
-"""The `dnc` command: `dnc search`, `dnc resume` and `dnc show`.
+"""The `dnc` command: `dnc search`, `dnc resume`, `dnc show` and `dnc report`.
 
 Exit status: 0 finished or stopped by a budget (resumable), 2 bad input (one line on stderr:
 `dnc: error: <what is wrong>; <how to fix it>`), 1 an unexpected internal error (traceback only with
@@ -118,7 +118,33 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="show a run's trials, best config and state (also while it runs)")
     show.add_argument("run", help="run directory")
     show.add_argument("--debug", action="store_true", help="show the tracebacks of failed trials")
+    show.add_argument(
+        "--wc",
+        type=_weights,
+        metavar="W1,W2,...",
+        help="also show which stored trial each complexity weight w_c would choose, and the Pareto front "
+        "(e.g. --wc 0,0.01,0.1,1,10; nothing is trained again)",
+    )
+
+    report = commands.add_parser(
+        "report",
+        help="write a run's report (report.html, plots/, MODEL_CARD.md)",
+        description="Write RUN/report.html (self-contained, plots embedded), RUN/plots/*.png and RUN/MODEL_CARD.md "
+        "from the run's store; nothing is trained. dnc search writes them at its end too.",
+    )
+    report.add_argument("run", help="run directory")
+    report.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     return parser
+
+
+def _weights(text: str) -> list[float]:
+    from deepncheap.errors import SettingsError
+    from deepncheap.tradeoff import parse_weights
+
+    try:
+        return parse_weights(text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _budget_options(parser: argparse.ArgumentParser, max_trials_help: str) -> None:
@@ -133,6 +159,7 @@ def _budget_options(parser: argparse.ArgumentParser, max_trials_help: str) -> No
 def _output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--debug", action="store_true", help="show library warnings and tracebacks")
+    parser.add_argument("--no-report", action="store_true", help="write no report.html, plots/ or MODEL_CARD.md")
 
 
 def _run_search(args: argparse.Namespace) -> None:
@@ -169,6 +196,7 @@ def _run_search(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         time_budget=args.time_budget,
         verbose=not args.quiet,
+        report=not args.no_report,
     )
     _print(format_result(result))
 
@@ -177,7 +205,12 @@ def _run_resume(args: argparse.Namespace) -> None:
     from deepncheap.search import resume
 
     result = resume(
-        args.run, data=args.data, max_trials=args.max_trials, time_budget=args.time_budget, verbose=not args.quiet
+        args.run,
+        data=args.data,
+        max_trials=args.max_trials,
+        time_budget=args.time_budget,
+        verbose=not args.quiet,
+        report=not args.no_report,
     )
     _print(format_result(result))
 
@@ -250,6 +283,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from deepncheap.show import show_run
 
             show_run(args.run, debug=args.debug)
+            if args.wc:
+                from deepncheap.show import show_tradeoff
+
+                show_tradeoff(args.run, args.wc)
+            return 0
+        if args.command == "report":
+            from deepncheap.report import write_report
+
+            files = write_report(args.run)
+            _print(f"report: {files.html}\nplots: {files.html.parent / 'plots'}/ ({len(files.plots)} PNG)\n"
+                   f"model card: {files.model_card}")  # fmt: skip
             return 0
         for stop_signal in STOP_SIGNALS:
             signal.signal(stop_signal, _request_stop)
