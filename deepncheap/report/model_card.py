@@ -189,7 +189,7 @@ def describe_cost(run: RunSnapshot) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
     return (
         f"{len(run.trials)} trainings ({counts}) of {run.settings['epochs']} epochs each, method "
-        f"`{run.settings['method']}`: {trained:,.0f} device-seconds of training"
+        f"{run.settings['method']}: {trained:,.0f} device-seconds of training"
         + (f" plus {baseline:,.0f} s measuring the baselines." if baseline else ".")
     )
 

@@ -21,6 +21,7 @@ from deepncheap.show import (
     summarize_config,
     tradeoff_rows,
 )
+from deepncheap.store import Trial
 from deepncheap.tradeoff import pareto_front, winners
 
 CSS = """
@@ -32,6 +33,7 @@ h3 { font-size: 16px; margin: 20px 0 4px; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
 th, td { padding: 4px 10px; border-bottom: 1px solid #e4e4e4; text-align: right; vertical-align: top; }
 th { background: #f4f4f4; } td.text, th.text { text-align: left; }
+table.facts th { background: none; white-space: nowrap; font-weight: 600; padding-right: 18px; }
 tr.chosen td { background: #fff8d6; font-weight: 600; }
 figure { margin: 16px 0 28px; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 14px; max-width: 800px; }
@@ -82,15 +84,32 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, text_column
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
 
 
+def _facts(rows: Sequence[tuple[str, str]]) -> str:
+    """A two-column table of named values."""
+    body = "".join(f"<tr><th class=text>{_e(name)}</th><td class=text>{_e(value)}</td></tr>" for name, value in rows)
+    return f"<table class=facts><tbody>{body}</tbody></table>"
+
+
 def _summary(run: RunSnapshot) -> str:
     settings = run.settings
+    best = run.best
+    score = (
+        f"{100 * (best.val_accuracy or 0):.2f}% validation accuracy"
+        if run.classification
+        else (f"validation MSE {best.val_loss:.4g}")
+    )
     rows = [
+        (
+            "result",
+            f"trial #{best.trial_id}: {score}, {human_count(best.n_params)} parameters, "
+            f"{best.time_per_epoch_s or 0:.3f} s per epoch",
+        ),
         ("state", run.describe_state()),
         ("method", f"{settings['method']}, {settings['epochs']} epochs per trial, seed {settings['seed']}"),
         ("objective", f"log10(f_p + w_c·f_c), w_c = {settings['wc']:g}, penalty {settings['penalty']}"),
         ("search cost", describe_cost(run)),
     ]
-    return "<h2>Summary</h2>" + _table(("", "value"), rows, text_columns=("", "value"))
+    return "<h2>Summary</h2>" + _facts(rows)
 
 
 def _data(run: RunSnapshot) -> str:
@@ -109,7 +128,7 @@ def _data(run: RunSnapshot) -> str:
     ]
     warning = run.small_validation()
     note = f"<p class='warning'><b>Small validation set</b>: {_e(warning)}.</p>" if warning else ""
-    return "<h2>Data</h2>" + _table(("", "value"), rows, text_columns=("", "value")) + note
+    return "<h2>Data</h2>" + _facts(rows) + note
 
 
 def _chosen(run: RunSnapshot) -> str:
@@ -119,13 +138,21 @@ def _chosen(run: RunSnapshot) -> str:
         ("trial", f"#{best.trial_id} ({best.stage} stage)"),
         ("architecture", describe_architecture(best.config, run.data)),
         ("training", describe_training(best.config, int(best.epochs or run.settings["epochs"]))),
-        (score, score_text(best)),
+        (score, score_text(best) + _rows_right(run, best)),
         ("objective", f"{best.objective:+.4f} (f_p {best.f_p:.4g}, f_c {best.f_c:.4g})"),
         ("parameters", f"{best.n_params:,}"),
         ("FLOPs per sample", human_count(best.flops)),
         ("time per epoch", f"{best.time_per_epoch_s or 0:.3f} s"),
     ]
-    return "<h2>Chosen trial</h2>" + _table(("", "value"), rows, text_columns=("", "value"))
+    return "<h2>Chosen trial</h2>" + _facts(rows)
+
+
+def _rows_right(run: RunSnapshot, trial: Trial) -> str:
+    """How many validation rows an accuracy stands for (what a small validation set makes coarse)."""
+    if not run.classification or trial.val_accuracy is None:
+        return ""
+    n_val = int(run.data["n_val"])
+    return f" ({round(trial.val_accuracy * n_val):,} of {n_val:,} validation rows right)"
 
 
 def _final(run: RunSnapshot) -> str:
