@@ -132,12 +132,16 @@ def test_dnc_report_refuses_what_is_not_a_run_on_one_line(run_dir, tmp_path, cap
     assert not (empty / REPORT_HTML).exists()
 
 
-def test_no_report_writes_none(tmp_path, capsys):
+def test_no_report_writes_none_and_overwrite_removes_an_earlier_one(tmp_path):
     out = tmp_path / "run"
-    argv = ["search", "--data", "iris", "--network", "mlp", "--method", "random", "--max-trials", "2"]
-    assert main([*argv, "--epochs", "1", "--penalty", "params", "--quiet", "--no-report", "--out", str(out)]) == 0
+    argv = ["search", "--data", "iris", "--network", "mlp", "--method", "random", "--max-trials", "2", "--epochs", "1"]
+    argv += ["--penalty", "params", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    assert (out / REPORT_HTML).is_file() and (out / MODEL_CARD).is_file() and list((out / PLOTS_DIR).glob("*.png"))
+    assert main([*argv, "--overwrite", "--no-report"]) == 0
     assert (out / "best.json").is_file()
-    assert not (out / REPORT_HTML).exists() and not (out / PLOTS_DIR).exists() and not (out / MODEL_CARD).exists()
+    assert not (out / REPORT_HTML).exists() and not (out / MODEL_CARD).exists()
+    assert not list((out / PLOTS_DIR).glob("*.png"))
 
 
 def test_a_report_that_fails_to_render_loses_no_result(tmp_path, monkeypatch, capsys):
