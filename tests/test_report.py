@@ -86,7 +86,8 @@ def test_dnc_report_reads_the_final_model_and_survives_trials_without_an_objecti
     shutil.copytree(run_dir, run)
     (run / PLOTS_DIR / "stale.png").write_bytes(b"")
     best = json.loads((run / "best.json").read_text())
-    final = {"trial_id": best["trial_id"], "config": best["config"], "epochs": 4, "test_accuracy": 0.9722,
+    other = next(t for t in stored_trials(run) if t.trial_id != best["trial_id"])  # (`dnc train --trial ID`)
+    final = {"trial_id": other.trial_id, "config": other.config, "epochs": 4, "test_accuracy": 0.9722,
              "test_loss": 0.1234, "train_loss_curve": [1.0, 0.5, 0.3, 0.2], "epoch_times_s": [0.1] * 4,
              "wall_s": 0.5, "n_train": 1437, "n_test": 360}  # fmt: skip
     (run / "final").mkdir()
@@ -107,6 +108,8 @@ def test_dnc_report_reads_the_final_model_and_survives_trials_without_an_objecti
     assert "Final model (test metrics)" in html and "test_accuracy" in html and "0.9722" in html
     card = (run / MODEL_CARD).read_text()
     assert "test_accuracy | 0.9722" in card and "final=True" in card and "Not tested yet" not in card
+    assert f"trial #{other.trial_id}'s config trained again for 4 epochs on 1,437" in card and "--final" in card
+    assert f"{other.n_params:,} parameters" in card
     assert "1 failed" in card and "1 running" in card and "1 pruned" in card
 
 

@@ -21,15 +21,23 @@ from deepncheap.store import Trial
 from deepncheap.train import LR_DROP_FACTOR, lr_milestones
 
 # Settings that are no `dnc search` option (the space is given as a file, the extension by `dnc resume`).
-NOT_OPTIONS = ("space", "extra_training_steps")
+NOT_OPTIONS = ("space", "extra_training_steps", "threads")  # (threads: what the executor ran with, not the option)
 
 
 def model_card(run: RunSnapshot) -> str:
-    """The card's Markdown."""
-    best, data, settings = run.best, run.data, run.settings
-    final = run.final
-    config = final["config"] if final else best.config
+    """The card's Markdown: of the final model when `dnc train` wrote one, else of the search's best trial."""
+    best, data, settings, final = run.best, run.data, run.settings, run.final
+    model = next((t for t in run.trials if final and t.trial_id == final.get("trial_id")), best)
     epochs = int(final["epochs"]) if final else int(best.epochs or settings["epochs"])
+    chosen = (
+        f"Trial #{best.trial_id} ({best.stage} stage) has the lowest objective log10(f_p + w_c·f_c) "
+        f"(w_c = {settings['wc']:g}, {settings['penalty']} penalty) of the {len(run.scored)} complete trials."
+    )
+    if final:
+        chosen += (
+            f" The final model (`dnc train`) is trial #{model.trial_id}'s config trained again for {epochs} epochs "
+            f"on {final.get('n_train', '?'):,} training and validation rows."
+        )
     lines = [
         f"# Model card: {data['name']} · {settings['network'].upper()} (deepncheap {__version__})",
         "",
@@ -43,20 +51,18 @@ def model_card(run: RunSnapshot) -> str:
         "",
         "## Model",
         "",
-        f"Trial #{best.trial_id} ({best.stage} stage) has the lowest objective log10(f_p + w_c·f_c) "
-        f"(w_c = {settings['wc']:g}, {settings['penalty']} penalty) of the {len(run.scored)} complete trials"
-        + (f"; the final model retrains trial #{final['trial_id']}'s config." if final else "."),
+        chosen,
         "",
-        f"- Architecture: {describe_architecture(config, data)}.",
-        f"- Training: {describe_training(config, epochs)}.",
-        f"- Size and speed: {best.n_params:,} parameters ({human_count(best.n_params)}), "
-        f"{human_count(best.flops)} FLOPs per sample (forward pass), {best.time_per_epoch_s or 0:.3f} s per "
-        f"training epoch on {best.device or 'the search device'}"
-        + (f" with {best.threads} CPU thread(s)." if best.threads and (best.device or "cpu") == "cpu" else "."),
+        f"- Architecture: {describe_architecture(final['config'] if final else model.config, data)}.",
+        f"- Training: {describe_training(final['config'] if final else model.config, epochs)}.",
+        f"- Size and speed: {model.n_params:,} parameters ({human_count(model.n_params)}), "
+        f"{human_count(model.flops)} FLOPs per sample (forward pass), {model.time_per_epoch_s or 0:.3f} s per "
+        f"training epoch on {model.device or 'the search device'}"
+        + (f" with {model.threads} CPU thread(s)." if model.threads and (model.device or "cpu") == "cpu" else "."),
         "",
         "## Metrics",
         "",
-        *describe_metrics(run, best),
+        *describe_metrics(run, model),
         "",
         "## Search cost",
         "",
@@ -71,7 +77,8 @@ def model_card(run: RunSnapshot) -> str:
         "predictions = model.predict(X)  # raw inputs, as given to the search; predict_proba(X) for classes",
         "```",
         "",
-        f"From a shell: `dnc predict {shlex.quote(str(run.run_dir))} --data FILE --out preds.csv`.",
+        f"From a shell: `dnc predict {shlex.quote(str(run.run_dir))}{' --final' if final else ''} --data FILE "
+        "--out preds.csv`.",
         "",
         "## Reproduce",
         "",
@@ -86,7 +93,9 @@ def describe_data(run: RunSnapshot) -> list[str]:
     data = run.data
     shape = [int(d) for d in data["input_shape"]]
     inputs = f"images {'×'.join(map(str, shape))} (C×H×W)" if len(shape) == 3 else f"{shape[0]} features"
-    lines = [f"- {data['name']} ({run.settings.get('data_source', data['name'])}): {data['task']}, inputs {inputs}"]
+    source = run.settings.get("data_source", data["name"])
+    named = data["name"] if source == data["name"] else f"{data['name']} ({source})"
+    lines = [f"- {named}: {data['task']}, inputs {inputs}"]
     classes = [str(c) for c in data.get("classes") or []]
     if classes:
         shown = ", ".join(classes[:20]) + (f", … ({len(classes)} in all)" if len(classes) > 20 else "")
@@ -148,14 +157,14 @@ def describe_training(config: dict[str, Any], epochs: int) -> str:
     )
 
 
-def describe_metrics(run: RunSnapshot, best: Trial) -> list[str]:
+def describe_metrics(run: RunSnapshot, trial: Trial) -> list[str]:
     """A Markdown table of the validation (and, after `dnc train`, test) metrics."""
     n_val = f"{run.data['n_val']:,} validation rows"
-    rows = [("objective", f"{best.objective:+.4f} (f_p {best.f_p:.4g}, f_c {best.f_c:.4g})", "search")]
+    rows = [("objective", f"{trial.objective:+.4f} (f_p {trial.f_p:.4g}, f_c {trial.f_c:.4g})", "search")]
     if run.classification:
-        rows.insert(0, ("validation accuracy", f"{best.val_accuracy:.4f}", n_val))
+        rows.insert(0, ("validation accuracy", f"{trial.val_accuracy:.4f}{run.rows_right(trial)}", n_val))
     else:
-        rows.insert(0, ("validation MSE (target units²)", f"{best.val_loss:.4g}", n_val))
+        rows.insert(0, ("validation MSE (target units²)", f"{trial.val_loss:.4g}", n_val))
     final = run.final
     if final:
         for key, value in final_metrics(final).items():
@@ -216,7 +225,14 @@ def reproduce(run: RunSnapshot) -> list[str]:
         lines.append(shlex.join(["dnc", "resume", out, "--max-trials", str(settings["max_trials"])]))
     lines.append("```")
     if overrides:
-        lines += ["", "with `space.yaml`:", "", "```yaml", yaml.safe_dump(overrides, sort_keys=False).strip(), "```"]
+        lines += [
+            "",
+            "with `space.yaml`:",
+            "",
+            "```yaml",
+            yaml.safe_dump(overrides, sort_keys=False, default_flow_style=None).strip(),
+            "```",
+        ]
     if settings.get("data_source") == "arrays":
         lines += [
             "",

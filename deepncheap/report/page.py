@@ -21,7 +21,6 @@ from deepncheap.show import (
     summarize_config,
     tradeoff_rows,
 )
-from deepncheap.store import Trial
 from deepncheap.tradeoff import pareto_front, winners
 
 CSS = """
@@ -138,21 +137,13 @@ def _chosen(run: RunSnapshot) -> str:
         ("trial", f"#{best.trial_id} ({best.stage} stage)"),
         ("architecture", describe_architecture(best.config, run.data)),
         ("training", describe_training(best.config, int(best.epochs or run.settings["epochs"]))),
-        (score, score_text(best) + _rows_right(run, best)),
+        (score, score_text(best) + run.rows_right(best)),
         ("objective", f"{best.objective:+.4f} (f_p {best.f_p:.4g}, f_c {best.f_c:.4g})"),
         ("parameters", f"{best.n_params:,}"),
         ("FLOPs per sample", human_count(best.flops)),
         ("time per epoch", f"{best.time_per_epoch_s or 0:.3f} s"),
     ]
     return "<h2>Chosen trial</h2>" + _facts(rows)
-
-
-def _rows_right(run: RunSnapshot, trial: Trial) -> str:
-    """How many validation rows an accuracy stands for (what a small validation set makes coarse)."""
-    if not run.classification or trial.val_accuracy is None:
-        return ""
-    n_val = int(run.data["n_val"])
-    return f" ({round(trial.val_accuracy * n_val):,} of {n_val:,} validation rows right)"
 
 
 def _final(run: RunSnapshot) -> str:

@@ -63,6 +63,13 @@ class RunSnapshot:
         """Validation accuracy (classification) or validation MSE in the targets' units (regression)."""
         return trial.val_accuracy if self.classification else trial.val_loss
 
+    def rows_right(self, trial: Trial) -> str:
+        """How many validation rows an accuracy stands for (what makes a small validation set coarse)."""
+        if not self.classification or trial.val_accuracy is None:
+            return ""
+        n_val = int(self.data["n_val"])
+        return f" ({round(trial.val_accuracy * n_val):,} of {n_val:,} rows right)"
+
     def stage_bests(self) -> list[Trial]:
         """The best trial of each stage, in stage order."""
         found = (best_of([t for t in self.trials if t.stage == stage]) for stage in STAGES)
