@@ -118,13 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="show a run's trials, best config and state (also while it runs)")
     show.add_argument("run", help="run directory")
     show.add_argument("--debug", action="store_true", help="show the tracebacks of failed trials")
-    show.add_argument(
-        "--wc",
-        type=_weights,
-        metavar="W1,W2,...",
-        help="also show which stored trial each complexity weight w_c would choose, and the Pareto front "
-        "(e.g. --wc 0,0.01,0.1,1,10; nothing is trained again)",
-    )
+    tradeoff = "also list the stored trial each weight w_c would choose, and the Pareto front (e.g. 0,0.1,1,10)"
+    show.add_argument("--wc", type=_weights, metavar="W1,W2,...", help=tradeoff)
 
     report = commands.add_parser(
         "report",
@@ -194,9 +189,7 @@ def _run_search(args: argparse.Namespace) -> None:
         ray_address=args.ray_address,
         out=args.out,
         overwrite=args.overwrite,
-        time_budget=args.time_budget,
-        verbose=not args.quiet,
-        report=not args.no_report,
+        **_run_options(args),
     )
     _print(format_result(result))
 
@@ -204,15 +197,13 @@ def _run_search(args: argparse.Namespace) -> None:
 def _run_resume(args: argparse.Namespace) -> None:
     from deepncheap.search import resume
 
-    result = resume(
-        args.run,
-        data=args.data,
-        max_trials=args.max_trials,
-        time_budget=args.time_budget,
-        verbose=not args.quiet,
-        report=not args.no_report,
-    )
+    result = resume(args.run, data=args.data, max_trials=args.max_trials, **_run_options(args))
     _print(format_result(result))
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options `dnc search` and `dnc resume` share: time budget, progress display, report."""
+    return {"time_budget": args.time_budget, "verbose": not args.quiet, "report": not args.no_report}
 
 
 def _print(text: str) -> None:
