@@ -127,8 +127,8 @@ def test_dnc_report_refuses_what_is_not_a_run_on_one_line(run_dir, tmp_path, cap
     with RunStore.open(run_dir) as store:
         settings = store.settings
     RunStore.create(empty, settings).close()  # a run with no trial yet
-    for target, message in ((tmp_path / "missing", "is not a run"), (tmp_path, "is not a run"),
-                            (empty, "no complete trial yet")):  # fmt: skip
+    missing = tmp_path / "missing"
+    for target, message in ((missing, str(missing)), (tmp_path, "is not a run"), (empty, "no complete trial yet")):
         assert main(["report", str(target)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("dnc: error: ") and message in err and err.count("\n") == 1
