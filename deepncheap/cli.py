@@ -217,6 +217,7 @@ def _print(text: str) -> None:
 def format_result(result: Any) -> str:
     """The closing summary of a search."""
     from deepncheap.progress import human_count
+    from deepncheap.report import REPORT_HTML
 
     m = result.metrics
     score = (
@@ -233,7 +234,8 @@ def format_result(result: Any) -> str:
             f"FLOPs per sample: {human_count(m['flops'])}",
             f"time per epoch: {m['time_per_epoch_s']:.3f} s",
             f"objective: {m['objective']:+.4f} (f_p {m['f_p']:.4g}, f_c {m['f_c']:.4g})",
-            f"run directory: {result.run_dir}  (best.json, trials.csv, best_model.safetensors, store.sqlite)",
+            f"run directory: {result.run_dir}  (best.json, trials.csv, best_model.safetensors, store.sqlite"
+            + (", report.html, plots/, MODEL_CARD.md)" if (result.run_dir / REPORT_HTML).is_file() else ")"),
         ]
         + ([] if result.finished else [f"stopped by {result.reason}; continue with: dnc resume {result.run_dir}"])
     )
