@@ -21,6 +21,8 @@ from deepncheap.store import Trial
 from deepncheap.train import LR_DROP_FACTOR, lr_milestones
 
 # Settings that are no `dnc search` option (the space is given as a file, the extension by `dnc resume`).
+# Given even at their default, so that the command means the same if a default changes.
+ALWAYS_GIVEN = ("network", "wc", "penalty", "method", "epochs", "seed", "task")
 NOT_OPTIONS = ("space", "extra_training_steps", "threads")  # (threads: what the executor ran with, not the option)
 
 
@@ -91,11 +93,9 @@ def model_card(run: RunSnapshot) -> str:
 def describe_data(run: RunSnapshot) -> list[str]:
     """The data set, its task, input shape, classes and split sizes, as Markdown bullets."""
     data = run.data
-    shape = [int(d) for d in data["input_shape"]]
-    inputs = f"images {'×'.join(map(str, shape))} (C×H×W)" if len(shape) == 3 else f"{shape[0]} features"
     source = run.settings.get("data_source", data["name"])
     named = data["name"] if source == data["name"] else f"{data['name']} ({source})"
-    lines = [f"- {named}: {data['task']}, inputs {inputs}"]
+    lines = [f"- {named}: {data['task']}, inputs {describe_inputs(data)}"]
     classes = [str(c) for c in data.get("classes") or []]
     if classes:
         shown = ", ".join(classes[:20]) + (f", … ({len(classes)} in all)" if len(classes) > 20 else "")
@@ -108,6 +108,12 @@ def describe_data(run: RunSnapshot) -> list[str]:
     if warning:
         lines.append(f"- **Note**: {warning}.")
     return lines
+
+
+def describe_inputs(data: dict[str, Any]) -> str:
+    """'images 1×8×8 (C×H×W)' or '30 features'."""
+    shape = [int(d) for d in data["input_shape"]]
+    return f"images {'×'.join(map(str, shape))} (C×H×W)" if len(shape) == 3 else f"{shape[0]} features"
 
 
 def describe_architecture(config: dict[str, Any], data: dict[str, Any]) -> str:
@@ -150,7 +156,7 @@ def _describe_cnn(config: dict[str, Any], input_shape: list[int], outputs: str) 
 def describe_training(config: dict[str, Any], epochs: int) -> str:
     """The optimizer, its hyperparameters and schedule, in words."""
     drops = lr_milestones(epochs)
-    schedule = f", ×{LR_DROP_FACTOR:g} after epochs {' and '.join(map(str, drops))}" if drops else ""
+    schedule = f", ×{LR_DROP_FACTOR:g} after epoch{_plural_list(drops)}" if drops else ""
     return (
         f"Adam, learning rate {config['lr']:.2g}{schedule}, weight decay {config['weight_decay']:.2g}, "
         f"batch size {config['batch_size']}, {epochs} epochs"
@@ -199,7 +205,7 @@ def describe_cost(run: RunSnapshot) -> str:
     return (
         f"{len(run.trials)} trainings ({counts}) of {run.settings['epochs']} epochs each, method "
         f"{run.settings['method']}: {trained:,.0f} device-seconds of training"
-        + (f" plus {baseline:,.0f} s measuring the baselines." if baseline else ".")
+        + (f" plus {baseline:,.0f} s measuring the baselines." if baseline >= 0.5 else ".")
     )
 
 
@@ -211,7 +217,7 @@ def reproduce(run: RunSnapshot) -> list[str]:
     extension = int(settings.get("extra_training_steps") or 0)
     for name, default in defaults.items():
         value = settings.get(name)
-        if name in NOT_OPTIONS or value is None or (value == default and name not in ("seed", "task")):
+        if name in NOT_OPTIONS or value is None or (value == default and name not in ALWAYS_GIVEN):
             continue
         if name == "max_trials" and extension:
             continue  # (the extension below reaches it)

@@ -10,7 +10,13 @@ from collections.abc import Sequence
 
 from deepncheap import __version__
 from deepncheap.progress import human_count
-from deepncheap.report.model_card import describe_architecture, describe_cost, describe_training, final_metrics
+from deepncheap.report.model_card import (
+    describe_architecture,
+    describe_cost,
+    describe_inputs,
+    describe_training,
+    final_metrics,
+)
 from deepncheap.report.plots import Plot
 from deepncheap.report.snapshot import RunSnapshot
 from deepncheap.show import (
@@ -113,9 +119,8 @@ def _summary(run: RunSnapshot) -> str:
 
 def _data(run: RunSnapshot) -> str:
     data = run.data
-    shape = "×".join(str(d) for d in data["input_shape"])
     classes = data.get("classes") or []
-    rows = [("task", data["task"]), ("input shape", shape)]
+    rows = [("task", data["task"]), ("inputs", describe_inputs(data))]
     if classes:
         rows.append(
             ("classes", f"{len(classes)}: " + ", ".join(map(str, classes[:20])) + (" …" if len(classes) > 20 else ""))
@@ -188,7 +193,13 @@ def _tables(run: RunSnapshot, weights: Sequence[float]) -> str:
             "<h2>Best trial of each stage</h2>",
             _table(stage_headers, stage_rows, text_columns=("stage", "config")),
             f"<h2>Pareto front: f_p against f_c ({len(front)} of {len(run.scored)} complete trials)</h2>",
-            "<p>The trials no other trial beats on both error (f_p) and cost (f_c); the chosen one is marked.</p>",
+            "<p>The trials no other trial beats on both error (f_p) and cost (f_c); the chosen one is marked."
+            + (
+                " Here one trial is both the most accurate and the cheapest: there is no trade-off to make."
+                if len(front) == 1
+                else ""
+            )
+            + "</p>",
             _table(PARETO_HEADERS, pareto_rows(front), text_columns=("stage",), highlight=chosen),
             "<h2>Trade-off: the trial each weight w_c would choose</h2>",
             "<p>Recomputed from the stored f_p and f_c, log10(f_p + w_c·f_c), without training anything again "

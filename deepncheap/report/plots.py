@@ -210,13 +210,13 @@ def _focus_on_front(ax: Axes, run: RunSnapshot, scores: list[float], front: list
     values = np.array(scores) if run.classification else np.log10(scores)
     q1, q3 = np.percentile(values, [25, 75])
     if run.classification:
-        edge = min(min(front), q1 - 1.5 * (q3 - q1))
+        edge = min(min(front), max(q1 - 1.5 * (q3 - q1), min(scores)))
         outside = [s < edge for s in scores]
         pad = max(0.04 * (max(scores) - edge), 0.2)
         ax.set_ylim(edge - pad, min(100.0, max(scores)) + pad)
         marker, where, at = "v", f"below {edge:.1f}%", edge - pad
     else:
-        edge = max(max(front), 10 ** (q3 + 1.5 * (q3 - q1)))
+        edge = max(max(front), min(10 ** (q3 + 1.5 * (q3 - q1)), max(scores)))
         outside = [s > edge for s in scores]
         ax.set_ylim(top=edge * 1.15)
         marker, where, at = "^", f"above {edge:,.0f}" if edge >= 1000 else f"above {edge:.3g}", edge * 1.15
@@ -227,12 +227,12 @@ def _focus_on_front(ax: Axes, run: RunSnapshot, scores: list[float], front: list
 
 
 def _log_ticks(axis: Any, values: list[float]) -> None:
-    """Plain tick labels on a log axis (20k, 1.5M, 0.2, 1e-05): at 1-2-5 steps over about a decade, 1-3 steps
-    over a few, else at decades."""
+    """Plain tick labels on a log axis (20k, 1.5M, 0.2, 1e-05): the more steps per decade, the fewer decades."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     decades = math.log10(max(values) / min(values)) if min(values) > 0 else 0.0
-    subs = (1.0, 2.0, 5.0) if decades <= 1.2 else (1.0, 3.0) if decades <= 3 else (1.0,)
+    steps = {0.8: (1.0, 1.5, 2.0, 3.0, 5.0, 7.0), 1.5: (1.0, 2.0, 5.0), 3.0: (1.0, 3.0), math.inf: (1.0,)}
+    subs = next(subs for most, subs in steps.items() if decades <= most)
     axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(lambda value, _: human_count(value) if value >= 1000 else f"{value:g}"))
     axis.set_minor_formatter(NullFormatter())
