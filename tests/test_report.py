@@ -147,6 +147,11 @@ def test_no_report_writes_none_and_overwrite_removes_an_earlier_one(tmp_path):
     assert not list((out / PLOTS_DIR).glob("*.png"))
 
 
+def test_resume_takes_no_report_too():
+    assert build_parser().parse_args(["resume", "runs/x", "--no-report"]).no_report
+    assert not build_parser().parse_args(["resume", "runs/x"]).no_report
+
+
 def test_a_report_that_fails_to_render_loses_no_result(tmp_path, monkeypatch, capsys):
     def broken(run_dir, **_):
         raise RuntimeError("no fonts")
