@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean report-check
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/dnc search --data digits --network cnn --space examples/demo_space.yaml \
 		--method dnc --prior-points 4 --bo-steps 2 --epochs 10 --wc 0.1 --penalty time --seed 0
+
+# A tiny search with its report, rendered by headless Chromium (Debian: apt-get install chromium) to a
+# screenshot whose path is printed last: look at it, and at runs/report-check/plots/*.png.
+report-check: $(STAMP)
+	$(BIN)/dnc search --data digits --network mlp --method random --max-trials 6 --epochs 2 --penalty params \
+		--quiet --overwrite --out runs/report-check
+	$(BIN)/python -m deepncheap.report.screenshot runs/report-check
 
 test: $(STAMP)
 	$(BIN)/ruff check deepncheap tests

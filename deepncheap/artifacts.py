@@ -32,6 +32,7 @@ from deepncheap.models import build_model
 from deepncheap.preprocessing import Preprocessing
 from deepncheap.rundir import check_run, holder_pid
 from deepncheap.store import METRIC_COLUMNS, RunStore, Trial
+from deepncheap.tradeoff import ParetoRow, pareto_front
 
 BEST_JSON = "best.json"
 TRIALS_CSV = "trials.csv"
@@ -165,6 +166,13 @@ class SearchResult:
     def predict_proba(self, x: Any) -> np.ndarray:
         """Class probabilities for raw inputs `x`, columns in the order of `classes`."""
         return inference.predict_proba(self.model, self._preprocessing(), x)
+
+    def pareto(self, *, cost: str = "f_c") -> list[ParetoRow]:
+        """The accuracy-vs-cost Pareto front of the run's complete trials, read from its store (nothing is
+        trained again): f_p against `cost` (`f_c`, `n_params`, `flops` or `time_per_epoch_s`), cheapest first."""
+        with RunStore.open(self.run_dir) as store:
+            trials = store.trials(status="complete")
+        return [ParetoRow.of(t) for t in pareto_front(trials, cost=cost)]
 
     @property
     def classes(self) -> tuple[str, ...]:

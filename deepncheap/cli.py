@@ -1,4 +1,5 @@
-"""The `dnc` command: `dnc search`, `dnc resume`, `dnc train`, `dnc show`, `dnc export` and `dnc predict`.
+"""The `dnc` command: `dnc search`, `dnc resume`, `dnc train`, `dnc show`, `dnc report`, `dnc export` and
+`dnc predict`.
 
 Exit status: 0 finished or stopped by a budget (resumable), 2 bad input (one line on stderr:
 `dnc: error: <what is wrong>; <how to fix it>`), 1 an unexpected internal error (traceback only with
@@ -132,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="show a run's trials, best config and state (also while it runs)")
     show.add_argument("run", help="run directory")
     show.add_argument("--debug", action="store_true", help="show the tracebacks of failed trials")
+    tradeoff = "also list the stored trial each weight w_c would choose, and the Pareto front (e.g. 0,0.1,1,10)"
+    show.add_argument("--wc", type=_weights, metavar="W1,W2,...", help=tradeoff)
+
+    report = commands.add_parser(
+        "report",
+        help="write a run's report (report.html, plots/, MODEL_CARD.md)",
+        description="Write RUN/report.html (self-contained, plots embedded), RUN/plots/*.png and RUN/MODEL_CARD.md "
+        "from the run's store; nothing is trained. dnc search writes them at its end too.",
+    )
+    report.add_argument("run", help="run directory")
+    report.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
 
     e = _model_command(
         commands,
@@ -171,6 +183,16 @@ def _model_command(commands: Any, name: str, help_text: str, description: str) -
     return parser
 
 
+def _weights(text: str) -> list[float]:
+    from deepncheap.errors import SettingsError
+    from deepncheap.tradeoff import parse_weights
+
+    try:
+        return parse_weights(text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _budget_options(parser: argparse.ArgumentParser, max_trials_help: str) -> None:
     parser.add_argument("--max-trials", type=int, help=max_trials_help)
     parser.add_argument(
@@ -183,6 +205,7 @@ def _budget_options(parser: argparse.ArgumentParser, max_trials_help: str) -> No
 def _output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--debug", action="store_true", help="show library warnings and tracebacks")
+    parser.add_argument("--no-report", action="store_true", help="write no report.html, plots/ or MODEL_CARD.md")
 
 
 def _run_search(args: argparse.Namespace) -> None:
@@ -217,8 +240,7 @@ def _run_search(args: argparse.Namespace) -> None:
         ray_address=args.ray_address,
         out=args.out,
         overwrite=args.overwrite,
-        time_budget=args.time_budget,
-        verbose=not args.quiet,
+        **_run_options(args),
     )
     _print(format_result(result))
 
@@ -226,10 +248,13 @@ def _run_search(args: argparse.Namespace) -> None:
 def _run_resume(args: argparse.Namespace) -> None:
     from deepncheap.search import resume
 
-    result = resume(
-        args.run, data=args.data, max_trials=args.max_trials, time_budget=args.time_budget, verbose=not args.quiet
-    )
+    result = resume(args.run, data=args.data, max_trials=args.max_trials, **_run_options(args))
     _print(format_result(result))
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options `dnc search` and `dnc resume` share: time budget, progress display, report."""
+    return {"time_budget": args.time_budget, "verbose": not args.quiet, "report": not args.no_report}
 
 
 def _run_train(args: argparse.Namespace) -> None:
@@ -269,9 +294,19 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 
 def _run_show(args: argparse.Namespace) -> None:
-    from deepncheap.show import show_run
+    from deepncheap.show import show_run, show_tradeoff
 
     show_run(args.run, debug=args.debug)
+    if args.wc:
+        show_tradeoff(args.run, args.wc)
+
+
+def _run_report(args: argparse.Namespace) -> None:
+    from deepncheap.report import write_report
+
+    files = write_report(args.run)
+    plots = files.html.parent / "plots"
+    _print(f"report: {files.html}\nplots: {plots}/ ({len(files.plots)} PNG)\nmodel card: {files.model_card}")
 
 
 COMMANDS = {
@@ -279,6 +314,7 @@ COMMANDS = {
     "resume": _run_resume,
     "train": _run_train,
     "show": _run_show,
+    "report": _run_report,
     "export": _run_export,
     "predict": _run_predict,
 }
@@ -296,6 +332,7 @@ def _print(text: str) -> None:
 def format_result(result: Any) -> str:
     """The closing summary of a search."""
     from deepncheap.progress import human_count
+    from deepncheap.report import REPORT_HTML
 
     m = result.metrics
     score = (
@@ -312,7 +349,8 @@ def format_result(result: Any) -> str:
             f"FLOPs per sample: {human_count(m['flops'])}",
             f"time per epoch: {m['time_per_epoch_s']:.3f} s",
             f"objective: {m['objective']:+.4f} (f_p {m['f_p']:.4g}, f_c {m['f_c']:.4g})",
-            f"run directory: {result.run_dir}  (best.json, trials.csv, best_model.safetensors, store.sqlite)",
+            f"run directory: {result.run_dir}  (best.json, trials.csv, best_model.safetensors, store.sqlite"
+            + (", report.html, plots/, MODEL_CARD.md)" if (result.run_dir / REPORT_HTML).is_file() else ")"),
         ]
         + ([] if result.finished else [f"stopped by {result.reason}; continue with: dnc resume {result.run_dir}"])
     )

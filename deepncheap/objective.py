@@ -74,13 +74,19 @@ def performance_error(
 ) -> float:
     """f_p: 1 - best validation accuracy, floored at 0.5/n_val; regression: best MSE / Var(y_val),
     floored at 1e-6."""
+    floor = performance_floor(task=task, n_val=n_val)
     if task == "classification":
         if val_accuracy is None:
             raise ValueError("classification needs val_accuracy")
-        return max(1.0 - val_accuracy, 0.5 / n_val)
+        return max(1.0 - val_accuracy, floor)
     if val_mse is None:
         raise ValueError("regression needs val_mse")
-    return max(val_mse / val_target_var, REGRESSION_FLOOR)
+    return max(val_mse / val_target_var, floor)
+
+
+def performance_floor(*, task: str, n_val: int) -> float:
+    """The lowest f_p: half a validation sample's error (classification), or 1e-6 (regression)."""
+    return 0.5 / n_val if task == "classification" else REGRESSION_FLOOR
 
 
 def complexity(*, penalty: str, n_params: int, time_per_epoch_s: float, baselines: Baselines) -> float:

@@ -51,12 +51,14 @@ def search(
     overwrite: bool = False,
     time_budget: str | float | None = None,
     verbose: bool = True,
+    report: bool = True,
     **options: Any,
 ) -> SearchResult:
     """Search configs on `data`, minimizing log10(f_p + wc * f_c); `options` are `SearchSettings` fields
     (network, wc, penalty, method, max_trials, epochs, seed, ...). Writes the run directory `out`
-    (`overwrite` replaces a run already there). `time_budget` (seconds, or '30m', '2h') stops the search
-    once spent, after the trials in progress; a stopped search is continued by `resume`."""
+    (`overwrite` replaces a run already there) and, with `report`, its report at the end (`report.write_report`).
+    `time_budget` (seconds, or '30m', '2h') stops the search once spent, after the trials in progress; a
+    stopped search is continued by `resume`."""
     settings = SearchSettings.from_options(**options)
     time_budget_s = parse_duration(time_budget)
     device = _check_device(settings.device)
@@ -81,7 +83,7 @@ def search(
                 if bounded:
                     store.log(bounded)
                 run = OpenRun(store, run_dir, settings, space, dataset, executor, stop)
-                return _drive(run, time_budget_s, verbose, notes=[bounded] if bounded else [])
+                return _drive(run, time_budget_s, verbose, report=report, notes=[bounded] if bounded else [])
 
 
 def resume(
@@ -91,12 +93,13 @@ def resume(
     max_trials: int | None = None,
     time_budget: str | float | None = None,
     verbose: bool = True,
+    report: bool = True,
 ) -> SearchResult:
     """Continue the search stored in `run_dir` with its settings and seed, training no finished trial again;
     trials that were running when it stopped are run again. `data` is needed only when the search ran on
     in-memory arrays (or its file moved); `max_trials` replaces the stored cap, and extends a finished
     search that made fewer trainings (`dnc`: more BO steps in its training stage; random/Sobol: more points);
-    `time_budget` as in `search`. A finished search is otherwise returned as it is."""
+    `time_budget` and `report` as in `search`. A finished search is otherwise returned as it is."""
     time_budget_s = parse_duration(time_budget)
     with rundir.existing_run(run_dir) as path, RunStore.open(path, readonly=False) as store:
         stored = store.settings
@@ -120,7 +123,8 @@ def resume(
                 store.put("preprocessing", dataset.preprocessing().to_dict())
             torch.set_num_threads(int(stored["threads"]))
             store.mark_interrupted()
-            return _drive(OpenRun(store, path, settings, space, dataset, executor, stop), time_budget_s, verbose)
+            run = OpenRun(store, path, settings, space, dataset, executor, stop)
+            return _drive(run, time_budget_s, verbose, report=report)
 
 
 @contextmanager
@@ -144,9 +148,12 @@ class OpenRun:
     stop_rule: StopRule | None = None
 
 
-def _drive(run: OpenRun, time_budget_s: float | None, verbose: bool, notes: list[str] | None = None) -> SearchResult:
-    """Run (or go on with) the method on an open store, record how it ended and write the outputs. Any
-    exception leaves the run in a state that says what happened (never `running`)."""
+def _drive(
+    run: OpenRun, time_budget_s: float | None, verbose: bool, *, report: bool, notes: list[str] | None = None
+) -> SearchResult:
+    """Run (or go on with) the method on an open store, record how it ended and write the outputs, then
+    (with `report`) the report. Any exception leaves the run in a state that says what happened (never
+    `running`)."""
     store, run_dir, settings = run.store, run.run_dir, run.settings
     started = time.monotonic()
     store.set_state("running")
@@ -204,9 +211,24 @@ def _drive(run: OpenRun, time_budget_s: float | None, verbose: bool, notes: list
             raise SearchFailedError(message)
         _write_outputs(run, runner, retrain_weights=True)
         store.set_state(state, reason)
+        if report:
+            _write_report(run_dir, progress)
         if state == "stopped":
             progress.note(f"stopped by {reason}; continue with: dnc resume {run_dir}")
     return load_run(run_dir)
+
+
+def _write_report(run_dir: Path, progress: SearchProgress) -> None:
+    """The run's report, written after its results: one that fails to render is noted and loses nothing."""
+    from deepncheap.report import write_report
+
+    try:
+        files = write_report(run_dir)
+    except Exception as exc:
+        log.debug("the report failed", exc_info=True)
+        progress.note(f"the report was not written ({type(exc).__name__}: {exc}); try again with: dnc report {run_dir}")
+        return
+    progress.note(f"report: {files.html}")
 
 
 def _scorer(run: OpenRun, progress: SearchProgress) -> Scorer:

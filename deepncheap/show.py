@@ -1,8 +1,10 @@
 """`dnc show`: a run for people, from the store only (also while the search runs): the settings line, the
-state, the trials table, the epochs of the running trials, the run's log, and the best trial per stage."""
+state, the trials table, the epochs of the running trials, the run's log, and the best trial per stage;
+with `--wc`, the trial each weight would choose and the Pareto front (the rows the report shows too)."""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,10 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from deepncheap import timing
-from deepncheap.objective import Baselines
+from deepncheap.objective import Baselines, performance_floor
 from deepncheap.progress import human_count
 from deepncheap.rundir import check_run, holder_pid
 from deepncheap.store import STAGES, RunStore, Trial, best_of
+from deepncheap.tradeoff import Winner, pareto_front, winners
 
 
 def open_run(run_dir: str | Path) -> RunStore:
@@ -156,3 +159,57 @@ def describe_best(trial: Trial) -> str:
         f"{human_count(trial.n_params)} params, {human_count(trial.flops)} FLOPs, "
         f"{trial.time_per_epoch_s:.3f} s/epoch; {summarize_config(trial.config)}"
     )
+
+
+def score_text(trial: Trial) -> str:
+    """Validation accuracy, or the validation MSE of a regression."""
+    return f"{trial.val_accuracy:.4f}" if trial.val_accuracy is not None else f"{trial.val_loss or math.nan:.4g}"
+
+
+TRADEOFF_HEADERS = ("w_c", "winning trial", "stage", "f_p", "f_c", "val score", "params", "objective at w_c")
+PARETO_HEADERS = ("trial", "stage", "f_p", "f_c", "val score", "params", "FLOPs", "s/epoch", "objective")
+
+
+def tradeoff_rows(winners: list[Winner]) -> list[tuple[str, ...]]:
+    """One row per weight: the stored trial it would choose (TRADEOFF_HEADERS)."""
+    return [
+        (f"{w.wc:g}", f"#{w.trial.trial_id}", w.trial.stage, f"{w.trial.f_p:.4g}", f"{w.trial.f_c:.4g}",
+         score_text(w.trial), human_count(w.trial.n_params), f"{w.objective:+.4f}")
+        for w in winners
+    ]  # fmt: skip
+
+
+def pareto_rows(front: list[Trial]) -> list[tuple[str, ...]]:
+    """One row per trial of a Pareto front (PARETO_HEADERS)."""
+    return [
+        (f"#{t.trial_id}", t.stage, f"{t.f_p:.4g}", f"{t.f_c:.4g}", score_text(t), human_count(t.n_params),
+         human_count(t.flops), f"{t.time_per_epoch_s or math.nan:.3f}", f"{t.objective:+.4f}")
+        for t in front
+    ]  # fmt: skip
+
+
+def show_tradeoff(run_dir: str | Path, weights: list[float], console: Console | None = None) -> None:
+    """Print which stored trial each weight w_c would choose, and the accuracy-vs-cost Pareto front (f_p
+    against f_c); nothing is trained again."""
+    console = console or Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+    with open_run(run_dir) as store:
+        trials = store.trials(status="complete")
+        data = store.settings["data"]
+    if not trials:
+        console.print("no complete trial yet: no trade-off to show")
+        return
+    floor = performance_floor(task=data["task"], n_val=int(data["n_val"]))
+    console.print(_table("trade-off: the trial each w_c chooses", TRADEOFF_HEADERS,
+                         tradeoff_rows(winners(trials, weights, floor=floor))))  # fmt: skip
+    front = pareto_front(trials)
+    console.print(_table(f"Pareto front of f_p against f_c ({len(front)} of {len(trials)} trials)", PARETO_HEADERS,
+                         pareto_rows(front)))  # fmt: skip
+
+
+def _table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in headers:
+        table.add_column(name, justify="left" if name == "stage" else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
