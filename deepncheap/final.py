@@ -26,6 +26,7 @@ from deepncheap.data import Dataset
 from deepncheap.errors import DataError, OutputError, SettingsError
 from deepncheap.models import build_model
 from deepncheap.progress import SearchProgress
+from deepncheap.report.noted import write_report_noted
 from deepncheap.run_data import reload_dataset
 from deepncheap.settings import SearchSettings
 from deepncheap.stopping import active_stop_event
@@ -56,11 +57,13 @@ def train_final(
     epochs: int | None = None,
     data: Any = None,
     verbose: bool = True,
+    report: bool = True,
 ) -> SearchResult:
     """Train the best trial's config (or `trial_id`'s) of the run in `run_dir` for `epochs` epochs (default:
     EPOCHS_FACTOR times the search's) on its training + validation data, test it once, write RUN/final/ and
     return the run with the final model (`load_run(run_dir, final=True)`). `data` is needed when the
-    search ran on in-memory arrays (or its file moved)."""
+    search ran on in-memory arrays (or its file moved); with `report`, the run's report is written again
+    with the final model's test metrics."""
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise SettingsError(f"--epochs must be a positive integer, got {epochs!r}")
     with rundir.existing_run(run_dir) as path:
@@ -80,6 +83,8 @@ def train_final(
         final_dir.mkdir(exist_ok=True)
         artifacts.write_atomic(final_dir / FINAL_WEIGHTS, weights)
         artifacts.write_atomic(final_dir / FINAL_JSON, (json.dumps(record, indent=2) + "\n").encode())
+        if report:
+            write_report_noted(path, SearchProgress(0, enabled=verbose).note)
     return load_run(path, final=True)
 
 

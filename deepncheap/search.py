@@ -29,6 +29,7 @@ from deepncheap.history import History, every_trial_failed
 from deepncheap.methods import MethodContext, method_for, planned_trials
 from deepncheap.objective import BASELINE_EPOCHS, BaselineFailed, Baselines, Scorer, measure_baselines
 from deepncheap.progress import SearchProgress
+from deepncheap.report.noted import write_report_noted
 from deepncheap.run_data import data_options, reload_dataset, source_name
 from deepncheap.runner import BudgetReached, Runner, StopRule
 from deepncheap.settings import SearchSettings, parse_duration
@@ -212,23 +213,10 @@ def _drive(
         _write_outputs(run, runner, retrain_weights=True)
         store.set_state(state, reason)
         if report:
-            _write_report(run_dir, progress)
+            write_report_noted(run_dir, progress.note)
         if state == "stopped":
             progress.note(f"stopped by {reason}; continue with: dnc resume {run_dir}")
     return load_run(run_dir)
-
-
-def _write_report(run_dir: Path, progress: SearchProgress) -> None:
-    """The run's report, written after its results: one that fails to render is noted and loses nothing."""
-    from deepncheap.report import write_report
-
-    try:
-        files = write_report(run_dir)
-    except Exception as exc:
-        log.debug("the report failed", exc_info=True)
-        progress.note(f"the report was not written ({type(exc).__name__}: {exc}); try again with: dnc report {run_dir}")
-        return
-    progress.note(f"report: {files.html}")
 
 
 def _scorer(run: OpenRun, progress: SearchProgress) -> Scorer:
