@@ -132,7 +132,8 @@ def _train_and_test(
             if stop.is_set():
                 raise TrainingInterrupted("final training interrupted; nothing was written")
             eta_s = (time.perf_counter() - started) / report.epoch * (epochs - report.epoch)
-            progress.epoch_finished(report.epoch, f"{report.epoch_time_s:.2f} s/epoch, ETA {eta_s:.0f} s")
+            line = f"{report.epoch_time_s:.2f} s/epoch, ETA {eta_s:.0f} s"
+            progress.epoch_finished(report.epoch, line, printed=report.epoch % max(1, epochs // 10) == 0)
             return False
 
         try:

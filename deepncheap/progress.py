@@ -122,9 +122,10 @@ class SearchProgress:
             except OSError:
                 self._progress = None
 
-    def epoch_finished(self, epoch: int, text: str) -> None:
-        """Advance a training's display by one epoch and print its line (`dnc train`)."""
-        self.note(f"epoch {epoch}/{self.total}  {text}")
+    def epoch_finished(self, epoch: int, text: str, *, printed: bool = True) -> None:
+        """Advance a training's display by one epoch (`dnc train`), and print its line when `printed`."""
+        if printed:
+            self.note(f"epoch {epoch}/{self.total}  {text}")
         if self._progress is not None and self._task is not None:
             try:
                 self._progress.update(self._task, completed=epoch)
