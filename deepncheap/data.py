@@ -20,6 +20,11 @@ TASKS = ("classification", "regression")
 # never used during the search; the split seed is fixed so every search on the same data sees the same split.
 TEST_SPLIT = 0.2
 SPLIT_SEED = 0
+# Whole-number targets with more distinct values than this, and fewer rows per value on average than
+# REGRESSION_ROWS_PER_VALUE, are quantities (ages, counts, prices) rather than classes: inferred regression.
+REGRESSION_MIN_VALUES = 20
+REGRESSION_ROWS_PER_VALUE = 5
+REGRESSION_HINT = "if the labels are quantities (ages, counts, prices), use --task regression"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Dataset:
     target_std: float = 1.0
     x_mean: np.ndarray | None = None  # the standardization statistics (`Preprocessing`)
     x_std: np.ndarray | None = None
+    notes: tuple[str, ...] = ()  # what the loader decided for the user (an inferred task), for the run's log
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -130,20 +136,24 @@ def prepare(
         raise DataError(
             f"train/val/test samples have different shapes {sorted(sample_shapes)}; give them the same shape"
         )
-    task = task or raw.task or _infer_task(raw.y_train)
-    classes, encoded = _encode_targets({p: y for p, (_, y) in parts.items()}, task)
+    note = None
+    task = task or raw.task
+    if task is None:
+        task, note = infer_task(raw.y_train)
+    hint = REGRESSION_HINT if note and task == "classification" else ""  # (whole numbers taken as classes)
+    classes, encoded = _encode_targets({p: y for p, (_, y) in parts.items()}, task, hint)
     xs = {p: _shape_for_network(x, network, image_shape) for p, (x, _) in parts.items()}
 
     x_train, y_train = xs["train"], encoded["train"]
     if "test" not in xs:
-        x_train, y_train, xs["test"], encoded["test"] = _split(x_train, y_train, TEST_SPLIT, task, "test")
+        x_train, y_train, xs["test"], encoded["test"] = _split(x_train, y_train, TEST_SPLIT, task, "test", hint)
     if "val" not in xs:
         if not 0.0 < val_split < 1.0:
             raise DataError(
                 f"--val-split must be between 0 and 1 (exclusive), got {val_split}; "
                 "the test split is never used for validation"
             )
-        x_train, y_train, xs["val"], encoded["val"] = _split(x_train, y_train, val_split, task, "validation")
+        x_train, y_train, xs["val"], encoded["val"] = _split(x_train, y_train, val_split, task, "validation", hint)
 
     mean, std = _standardization(x_train)
     target_mean, target_std = 0.0, 1.0
@@ -173,6 +183,7 @@ def prepare(
         target_std=target_std,
         x_mean=mean,
         x_std=std,
+        notes=(note,) if note else (),
     )
 
 
@@ -196,16 +207,30 @@ def _check_xy(x: np.ndarray, y: np.ndarray, part: str) -> None:
         raise DataError(f"{part} y holds NaN or infinite values; drop those samples first")
 
 
-def _infer_task(y: np.ndarray) -> str:
-    """Integer-valued or text labels mean classification; other floats mean regression."""
+def infer_task(y: np.ndarray) -> tuple[str, str | None]:
+    """The task targets `y` mean, and a note saying why when they are numbers: text labels mean
+    classification, fractional numbers regression; whole numbers classification, unless they take many
+    distinct values with few rows each (ages, counts, prices: regression)."""
     if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.bool_):
-        return "classification"
-    if np.issubdtype(y.dtype, np.integer):
-        return "classification"
-    return "classification" if bool(np.all(np.mod(y, 1) == 0)) else "regression"
+        return "classification", None
+    if not np.issubdtype(y.dtype, np.integer) and not bool(np.all(np.mod(y, 1) == 0)):
+        return "regression", None
+    n_values = len(np.unique(y))
+    rows_per_value = len(y) / n_values
+    if n_values > REGRESSION_MIN_VALUES and rows_per_value < REGRESSION_ROWS_PER_VALUE:
+        return "regression", (
+            f"task: regression, inferred from whole-number targets with {n_values} distinct values and "
+            f"{rows_per_value:.1f} rows per value on average (quantities, not classes); "
+            "give --task classification to treat them as classes"
+        )
+    return "classification", (
+        f"task: classification over {n_values} classes, inferred from whole-number targets; {REGRESSION_HINT}"
+    )
 
 
-def _encode_targets(ys: dict[str, np.ndarray], task: str) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+def _encode_targets(
+    ys: dict[str, np.ndarray], task: str, hint: str
+) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
     ys = {p: y.reshape(-1) for p, y in ys.items()}
     if task == "regression":
         for part, y in ys.items():
@@ -228,7 +253,7 @@ def _encode_targets(ys: dict[str, np.ndarray], task: str) -> tuple[tuple[str, ..
         if len(unknown):
             raise DataError(
                 f"{part} labels {unknown[:5].tolist()} do not occur in the training labels; "
-                "make every class appear in the training data"
+                "make every class appear in the training data" + (f", or {hint}" if hint else "")
             )
         encoded[part] = np.searchsorted(classes, y).astype(np.int64)
     return tuple(str(c) for c in classes.tolist()), encoded
@@ -256,9 +281,11 @@ def _shape_for_network(x: np.ndarray, network: str, image_shape: tuple[int, int,
 
 
 def _split(
-    x: np.ndarray, y: np.ndarray, fraction: float, task: str, what: str
+    x: np.ndarray, y: np.ndarray, fraction: float, task: str, what: str, hint: str = ""
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split off `fraction` of the samples, stratified by class for classification."""
+    """Split off `fraction` of the samples, stratified by class for classification (`hint`: a way out to
+    name when classes are too small, such as --task regression for numeric labels)."""
+    also = f"; or, {hint}" if hint else ""
     from sklearn.model_selection import train_test_split
 
     n_held = int(np.ceil(fraction * len(y)))
@@ -269,12 +296,12 @@ def _split(
         if present.min() < 2:
             raise DataError(
                 f"a class has only 1 training sample, too few for a stratified {what} split; "
-                "add samples of that class or remove it"
+                "add samples of that class or remove it" + also
             )
         if n_held < len(present) or len(y) - n_held < len(present):
             raise DataError(
                 f"{len(y)} samples are too few for a stratified {what} split over {len(present)} classes; "
-                "give more data or a validation set of your own"
+                "give more data or a validation set of your own" + also
             )
         stratify = y
     elif n_held < 2 or len(y) - n_held < 2:

@@ -76,10 +76,11 @@ def search(
             }
             with RunStore.create(run_dir, stored) as store:
                 store.put("preprocessing", dataset.preprocessing().to_dict())
-                if bounded:
-                    store.log(bounded)
+                notes = [*dataset.notes, *([bounded] if bounded else [])]
+                for note in notes:
+                    store.log(note)
                 run = OpenRun(store, run_dir, settings, space, dataset, executor, stop)
-                return _drive(run, time_budget_s, verbose, notes=[bounded] if bounded else [])
+                return _drive(run, time_budget_s, verbose, notes=notes)
 
 
 def resume(
@@ -113,7 +114,9 @@ def resume(
         space = SearchSpace.from_dict(stored["space"])
         device = _check_device(settings.device)
         with _process_state() as stop, opened(create_executor(settings, device, stop)) as executor:
-            dataset = load_dataset(_resume_source(stored, data), **_data_options(settings))
+            # (the task the run started with, whatever this version would infer from the targets)
+            options = _data_options(settings) | {"task": stored.get("task") or settings.task}
+            dataset = load_dataset(_resume_source(stored, data), **options)
             _check_same_data(dataset, stored["data"], path)
             if store.get("preprocessing") is None:  # (a run of a version before step 7)
                 store.put("preprocessing", dataset.preprocessing().to_dict())

@@ -75,7 +75,7 @@ def _builtin(name: str) -> RawData:
 
     if name == "digits":
         bunch = skd.load_digits()
-        return RawData(name, bunch.images.astype(np.float32)[:, None], bunch.target)
+        return RawData(name, bunch.images.astype(np.float32)[:, None], bunch.target, task="classification")
     loader = {
         "breast_cancer": skd.load_breast_cancer,
         "wine": skd.load_wine,
@@ -85,7 +85,7 @@ def _builtin(name: str) -> RawData:
     bunch = loader()
     if name == "diabetes":  # integer-valued targets, but a regression task
         return RawData(name, bunch.data.astype(np.float32), bunch.target.astype(np.float32), task="regression")
-    return RawData(name, bunch.data.astype(np.float32), bunch.target)
+    return RawData(name, bunch.data.astype(np.float32), bunch.target, task="classification")
 
 
 def _read_npz(path: Path) -> RawData:

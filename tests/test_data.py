@@ -545,3 +545,62 @@ def test_text_labels_for_regression_are_refused(tmp_path):
     with pytest.raises(DataError, match="not numbers") as info:
         load_dataset(path, network="mlp", target="label", task="regression")
     assert_one_line_with_hint(info.value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the task inferred from whole-number targets
+
+
+def _ages(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A table whose target is a whole number with many values and few rows each (an age)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    return x, np.round(40 + 15 * x[:, 0] + rng.normal(size=n)).astype(np.int64)
+
+
+def test_whole_number_quantities_are_inferred_as_regression_with_a_note():
+    data = load_dataset(_ages(), network="mlp")
+    assert data.task == "regression" and data.num_outputs == 1
+    (note,) = data.notes
+    assert note.startswith("task: regression") and "--task classification" in note and "\n" not in note
+
+
+def test_whole_number_quantities_in_a_csv_are_regression(tmp_path):
+    x, age = _ages()
+    lines = ["a,b,c,d,age"] + [",".join(f"{v:.3f}" for v in row) + f",{a}" for row, a in zip(x, age, strict=True)]
+    assert load_dataset(write_csv(tmp_path / "ages.csv", "\n".join(lines)), network="mlp", target="age").task == (
+        "regression"
+    )
+
+
+def test_task_classification_forces_classes_on_whole_number_quantities():
+    x, y = np.repeat(_x()[:25], 3, axis=0), np.repeat(np.arange(25), 3)  # 25 values, 3 rows each
+    parts = {"xtr": x, "ytr": y, "xva": x[::3], "yva": y[::3], "xte": x[::3], "yte": y[::3]}
+    assert load_dataset(parts, network="mlp").task == "regression"
+    forced = load_dataset(parts, network="mlp", task="classification")
+    assert forced.task == "classification" and len(forced.classes) == 25 and not forced.notes
+
+
+def test_whole_number_classes_say_how_they_were_taken():
+    data = load_dataset(make_xy(60), network="mlp")
+    assert data.task == "classification" and "--task regression" in data.notes[0]
+
+
+@pytest.mark.parametrize("name", ["digits", "iris", "wine", "breast_cancer"])
+def test_builtin_classification_sets_stay_classification_without_a_note(name):
+    data = load_dataset(name, network="mlp")
+    assert data.task == "classification" and data.notes == ()
+
+
+def test_diabetes_stays_regression_without_a_note():
+    data = load_dataset("diabetes", network="mlp")
+    assert data.task == "regression" and data.notes == ()
+
+
+def test_too_small_classes_of_whole_numbers_name_task_regression():
+    x, _ = make_xy(60)
+    y = np.arange(60) % 15  # 15 values (too few to infer regression), 4 rows each
+    y[0] = 99  # one value seen once
+    with pytest.raises(DataError, match="--task regression") as info:
+        load_dataset((x, y), network="mlp")
+    assert "a class has only 1 training sample" in assert_one_line_with_hint(info.value)

@@ -346,3 +346,14 @@ def test_every_prior_point_failing_stops_the_dnc_search_with_a_clear_error(tmp_p
     with RunStore.open(tmp_path / "run") as store:
         assert [t.status for t in store.trials()] == ["failed"] * 3
         assert store.state["state"] == "failed"
+
+
+def test_a_search_on_whole_number_quantities_says_it_took_them_for_regression(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    ages = np.round(40 + 15 * x[:, 0]).astype(np.int64)
+    result = mlp_search(tmp_path / "run", data=(x, ages), method="random", max_trials=1, epochs=1)
+    assert "val_loss" in result.metrics
+    with RunStore.open(result.run_dir) as store:
+        assert store.settings["task"] == "regression"
+        assert any(line.startswith("task: regression") for line in store.log_lines())
