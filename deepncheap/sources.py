@@ -37,7 +37,24 @@ class RawData:
 
 
 def read_source(source: Any, *, target: str | None = None, data_dir: str | Path | None = None) -> RawData:
-    """Dispatch on the kind of source; never executes code from files."""
+    """Dispatch on the kind of source; never executes code from files. `target` names the label column of
+    a CSV file and is refused for any other source (which carries its own labels)."""
+    if target is not None and not _is_csv(source):
+        if isinstance(source, (str, Path)) and str(source) in BUILTIN_DATASETS + FILE_DATASETS:
+            what = f"the built-in data set {source}"
+        else:
+            what = f"{source} (not a .csv file)" if isinstance(source, (str, Path)) else "data given as arrays"
+        raise DataError(
+            f"--target {target} names a column of a .csv file, but {what} has its own labels; leave out --target"
+        )
+    return _read_any(source, target=target, data_dir=data_dir)
+
+
+def _is_csv(source: Any) -> bool:
+    return isinstance(source, (str, Path)) and Path(str(source)).suffix.lower() == ".csv"
+
+
+def _read_any(source: Any, *, target: str | None, data_dir: str | Path | None) -> RawData:
     if isinstance(source, RawData):
         return source
     if isinstance(source, tuple) and len(source) == 2:

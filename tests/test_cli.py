@@ -88,6 +88,8 @@ BAD_INPUTS = [
     (["--space", "{space_broken}"], "not valid YAML"),
     (["--bo-mode", "fast"], "unknown BO mode"),
     (["--method", "grid"], "unknown method"),
+    (["--data", "iris", "--target", "species"], "built-in data set iris has its own labels; leave out --target"),
+    (["--data", "{good}", "--target", "label"], "(not a .csv file) has its own labels"),
 ]
 
 

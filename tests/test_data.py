@@ -604,3 +604,10 @@ def test_too_small_classes_of_whole_numbers_name_task_regression():
     with pytest.raises(DataError, match="--task regression") as info:
         load_dataset((x, y), network="mlp")
     assert "a class has only 1 training sample" in assert_one_line_with_hint(info.value)
+
+
+def test_target_is_refused_for_sources_that_have_their_own_labels(tmp_path):
+    for source in ("digits", (_x(), _y())):
+        with pytest.raises(DataError, match="leave out --target") as info:
+            load_dataset(source, network="mlp", target="label")
+        assert_one_line_with_hint(info.value)
