@@ -41,6 +41,10 @@ def _image_shape(text: str) -> tuple[int, int, int]:
     return shape[0], shape[1], shape[2]
 
 
+def _delimiter(text: str) -> str:
+    return "\t" if text.lower() in ("tab", "\\t") else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     from deepncheap.data import TASKS
     from deepncheap.objective import PENALTIES
@@ -61,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--network", default="cnn", help=f"{' | '.join(NETWORKS)} (default: cnn)")
     s.add_argument("--task", choices=TASKS, help="default: inferred from the targets")
     s.add_argument("--target", help="label column of a .csv file")
+    s.add_argument(
+        "--delimiter", type=_delimiter, help="delimiter of a .csv file: one character, or tab (default: sniffed)"
+    )
     s.add_argument(
         "--data-dir", help="folder of the mnist/fashion_mnist/cifar10/cifar100 files (default: $DNC_DATA_DIR or ./data)"
     )
@@ -152,6 +159,7 @@ def _run_search(args: argparse.Namespace) -> None:
         val_split=args.val_split,
         image_shape=args.image_shape,
         target=args.target,
+        delimiter=args.delimiter,
         data_dir=args.data_dir,
         space=read_space_file(args.space) if args.space else None,
         device=args.device,

@@ -105,13 +105,15 @@ def load_dataset(
     val_split: float = 0.2,
     image_shape: tuple[int, int, int] | None = None,
     target: str | None = None,
+    delimiter: str | None = None,
     data_dir: str | Path | None = None,
 ) -> Dataset:
     """Read `source` (built-in name, .npz/.csv path, (X, y) tuple or dict of arrays) and prepare it.
-    `data_dir` holds the files of mnist/fashion_mnist/cifar10/cifar100 (default: $DNC_DATA_DIR or ./data)."""
+    `target` and `delimiter` (None: sniffed) are a CSV file's label column and delimiter. `data_dir` holds the
+    files of mnist/fashion_mnist/cifar10/cifar100 (default: $DNC_DATA_DIR or ./data)."""
     if task is not None and task not in TASKS:
         raise DataError(f"unknown task '{task}'; use one of: {', '.join(TASKS)}")
-    raw = read_source(source, target=target, data_dir=data_dir)
+    raw = read_source(source, target=target, delimiter=delimiter, data_dir=data_dir)
     return prepare(raw, network=network, task=task, val_split=val_split, image_shape=image_shape)
 
 
@@ -228,9 +230,7 @@ def infer_task(y: np.ndarray) -> tuple[str, str | None]:
     )
 
 
-def _encode_targets(
-    ys: dict[str, np.ndarray], task: str, hint: str
-) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+def _encode_targets(ys: dict[str, np.ndarray], task: str, hint: str) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
     ys = {p: y.reshape(-1) for p, y in ys.items()}
     if task == "regression":
         for part, y in ys.items():

@@ -264,6 +264,7 @@ def _data_options(settings: SearchSettings) -> dict[str, Any]:
         "val_split": settings.val_split,
         "image_shape": settings.image_shape,
         "target": settings.target,
+        "delimiter": settings.delimiter,
         "data_dir": settings.data_dir,
     }
 

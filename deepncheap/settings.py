@@ -44,6 +44,7 @@ class SearchSettings:
     val_split: float = 0.2
     image_shape: tuple[int, int, int] | None = None
     target: str | None = None
+    delimiter: str | None = None
     data_dir: str | None = None
     space: dict[str, Any] | None = None
     device: str = "auto"
@@ -116,6 +117,8 @@ class SearchSettings:
         shape = self.image_shape
         if shape is not None and (len(shape) != 3 or not all(is_int(d) and d > 0 for d in shape)):
             raise SettingsError(f"image_shape must be three positive integers (C, H, W), got {shape!r}")
+        if self.delimiter is not None and (not isinstance(self.delimiter, str) or len(self.delimiter) != 1):
+            raise SettingsError(f"--delimiter must be one character, got {self.delimiter!r}; e.g. --delimiter ';'")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise SettingsError(f"unknown device '{self.device}'; use auto, cpu or cuda")
 

@@ -5,6 +5,7 @@ arrays in memory. Readers return `RawData` as found, never executing code from f
 from __future__ import annotations
 
 import csv
+import io
 import os
 import zipfile
 from collections.abc import Mapping
@@ -20,6 +21,8 @@ from deepncheap.image_files import FILE_DATASETS, read_image_set
 BUILTIN_DATASETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")  # ship with scikit-learn
 DATA_DIR_ENV = "DNC_DATA_DIR"  # where mnist/fashion_mnist/cifar10/cifar100 files live (default ./data)
 NPZ_KEYS = ("xtr", "ytr", "xte", "yte")
+DELIMITERS = ",;\t|"  # what a CSV file's delimiter is sniffed among (comma when none fits)
+SNIFF_LINES = 20
 
 
 @dataclass(frozen=True)
@@ -36,25 +39,40 @@ class RawData:
     task: str | None = None  # known task of a built-in; otherwise inferred from the targets
 
 
-def read_source(source: Any, *, target: str | None = None, data_dir: str | Path | None = None) -> RawData:
+def read_source(
+    source: Any,
+    *,
+    target: str | None = None,
+    delimiter: str | None = None,
+    data_dir: str | Path | None = None,
+) -> RawData:
     """Dispatch on the kind of source; never executes code from files. `target` names the label column of
-    a CSV file and is refused for any other source (which carries its own labels)."""
-    if target is not None and not _is_csv(source):
-        if isinstance(source, (str, Path)) and str(source) in BUILTIN_DATASETS + FILE_DATASETS:
-            what = f"the built-in data set {source}"
-        else:
-            what = f"{source} (not a .csv file)" if isinstance(source, (str, Path)) else "data given as arrays"
-        raise DataError(
-            f"--target {target} names a column of a .csv file, but {what} has its own labels; leave out --target"
-        )
-    return _read_any(source, target=target, data_dir=data_dir)
+    a CSV file and is refused for any other source (which carries its own labels); `delimiter` is the CSV
+    file's (None: sniffed among `DELIMITERS`)."""
+    if not _is_csv(source):
+        _refuse_csv_options(source, {f"--target {target}": target, "--delimiter": delimiter})
+    return _read_any(source, target=target, delimiter=delimiter, data_dir=data_dir)
+
+
+def _refuse_csv_options(source: Any, options: dict[str, Any]) -> None:
+    """A DataError naming the first CSV-only option given (`options`: flag -> value) for another source."""
+    given = [flag for flag, value in options.items() if value]
+    if not given:
+        return
+    if isinstance(source, (str, Path)) and str(source) in BUILTIN_DATASETS + FILE_DATASETS:
+        what = f"the built-in data set {source}"
+    else:
+        what = f"{source} (not a .csv file)" if isinstance(source, (str, Path)) else "data given as arrays"
+    flag = given[0].split()[0]
+    labels = ", with labels of their own" if flag == "--target" else ""
+    raise DataError(f"{given[0]} applies to .csv files only, and the data are {what}{labels}; leave out {flag}")
 
 
 def _is_csv(source: Any) -> bool:
     return isinstance(source, (str, Path)) and Path(str(source)).suffix.lower() == ".csv"
 
 
-def _read_any(source: Any, *, target: str | None, data_dir: str | Path | None) -> RawData:
+def _read_any(source: Any, *, target: str | None, delimiter: str | None, data_dir: str | Path | None) -> RawData:
     if isinstance(source, RawData):
         return source
     if isinstance(source, tuple) and len(source) == 2:
@@ -78,7 +96,7 @@ def _read_any(source: Any, *, target: str | None, data_dir: str | Path | None) -
             if path.suffix.lower() == ".npz":
                 return _read_npz(path)
             if path.suffix.lower() == ".csv":
-                return _read_csv(path, target)
+                return _read_csv(path, target, delimiter=delimiter)
             raise DataError(f"unsupported file type '{path.suffix}' for {path}; use a .npz or .csv file")
         raise DataError(f"unknown dataset '{text}'; use a built-in ({', '.join(BUILTIN_DATASETS)}) or a .npz/.csv path")
     raise DataError(
@@ -159,11 +177,12 @@ def _as_array(value: Any, what: str) -> np.ndarray:
     return array
 
 
-def _read_csv(path: Path, target: str | None) -> RawData:
+def _read_csv(path: Path, target: str | None, *, delimiter: str | None = None) -> RawData:
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)  # rows paired with their line in the file, blank rows skipped
-            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+        text = path.read_text(encoding="utf-8-sig")
+        delimiter = delimiter or sniff_delimiter(text)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]  # blank rows skipped
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read {path} as CSV ({exc}); save it as UTF-8 text") from None
     if len(rows) < 2:
@@ -172,7 +191,8 @@ def _read_csv(path: Path, target: str | None) -> RawData:
     if target is None:
         raise DataError(f"no --target given for {path}; name the label column (columns: {', '.join(header)})")
     if target not in header:
-        raise DataError(f"{path} has no column '{target}'; use --target with one of: {', '.join(header)}")
+        other = " (or give the file's delimiter with --delimiter)" if len(header) == 1 else ""
+        raise DataError(f"{path} has no column '{target}'; use --target with one of: {', '.join(header)}{other}")
     column = header.index(target)
     features, labels = [], []
     for line, row in rows[1:]:
@@ -194,6 +214,15 @@ def _read_csv(path: Path, target: str | None) -> RawData:
     if not features[0]:
         raise DataError(f"{path} has no feature columns besides '{target}'; add feature columns")
     return RawData(path.stem, np.asarray(features, dtype=np.float32), _parse_labels(labels))
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter of a CSV text, sniffed from its first lines among `DELIMITERS` (comma when unsure)."""
+    sample = "\n".join(line for line in text.splitlines()[:SNIFF_LINES] if line.strip())
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
 
 
 def _parse_labels(labels: list[str]) -> np.ndarray:

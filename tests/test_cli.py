@@ -88,8 +88,9 @@ BAD_INPUTS = [
     (["--space", "{space_broken}"], "not valid YAML"),
     (["--bo-mode", "fast"], "unknown BO mode"),
     (["--method", "grid"], "unknown method"),
-    (["--data", "iris", "--target", "species"], "built-in data set iris has its own labels; leave out --target"),
-    (["--data", "{good}", "--target", "label"], "(not a .csv file) has its own labels"),
+    (["--data", "iris", "--target", "species"], "built-in data set iris, with labels of their own; leave out --target"),
+    (["--data", "{good}", "--target", "label"], "(not a .csv file), with labels of their own"),
+    (["--data", "{csv}", "--target", "label", "--delimiter", ";;"], "--delimiter must be one character"),
 ]
 
 
@@ -109,6 +110,12 @@ def test_bad_input_gives_one_line_error_and_exit_2(files, tmp_path, capsys, args
     assert message in err
     assert "Traceback" not in err
     assert not (out / "best.json").exists() and not out.exists()
+
+
+def test_search_on_a_semicolon_csv(tmp_path, capsys):
+    path = tmp_path / "semi.csv"
+    path.write_text("a;b;label\n" + "".join(f"{i * 0.1:.1f};{i % 3};{i % 2}\n" for i in range(40)))
+    assert main(["search", "--data", str(path), "--target", "label", *FAST, "--out", str(tmp_path / "run")]) == 0
 
 
 def test_search_and_show(files, tmp_path, capsys):

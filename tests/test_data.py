@@ -611,3 +611,40 @@ def test_target_is_refused_for_sources_that_have_their_own_labels(tmp_path):
         with pytest.raises(DataError, match="leave out --target") as info:
             load_dataset(source, network="mlp", target="label")
         assert_one_line_with_hint(info.value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CSV dialects and columns
+
+
+def _table(delimiter: str = ",", n: int = 60) -> str:
+    x, y = make_xy(n)
+    rows = [delimiter.join(["id", "a", "b", "c", "d", "label"])]
+    rows += [delimiter.join([str(i), *(f"{v:.4f}" for v in x[i]), str(y[i])]) for i in range(n)]
+    return "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_csv_delimiter_is_sniffed(tmp_path, delimiter):
+    path = write_csv(tmp_path / "table.csv", _table(delimiter))
+    data = load_dataset(path, network="mlp", target="label")
+    assert data.input_shape == (5,) and data.classes == ("0", "1", "2")
+
+
+def test_csv_delimiter_can_be_named(tmp_path):
+    path = write_csv(tmp_path / "table.csv", _table(";"))
+    assert load_dataset(path, network="mlp", target="label", delimiter=";").input_shape == (5,)
+    with pytest.raises(DataError, match="no column 'label'"):
+        load_dataset(path, network="mlp", target="label", delimiter=",")
+
+
+def test_a_missed_delimiter_points_to_the_option(tmp_path):
+    path = write_csv(tmp_path / "table.csv", "a:b:label\n" + "".join(f"{i}:{i}:{i % 2}\n" for i in range(20)))
+    with pytest.raises(DataError, match="--delimiter") as info:
+        load_dataset(path, network="mlp", target="label")
+    assert "no column 'label'" in assert_one_line_with_hint(info.value)
+
+
+def test_delimiter_is_refused_for_other_sources():
+    with pytest.raises(DataError, match="leave out --delimiter"):
+        load_dataset("iris", network="mlp", delimiter=";")
