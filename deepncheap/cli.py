@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--network", default="cnn", help=f"{' | '.join(NETWORKS)} (default: cnn)")
     s.add_argument("--task", choices=TASKS, help="default: inferred from the targets")
     s.add_argument("--target", help="label column of a .csv file")
+    s.add_argument("--drop", metavar="COLS", help="comma-separated columns of a .csv file to leave out (an id, a name)")
     s.add_argument(
         "--delimiter", type=_delimiter, help="delimiter of a .csv file: one character, or tab (default: sniffed)"
     )
@@ -160,6 +161,7 @@ def _run_search(args: argparse.Namespace) -> None:
         image_shape=args.image_shape,
         target=args.target,
         delimiter=args.delimiter,
+        drop=args.drop,
         data_dir=args.data_dir,
         space=read_space_file(args.space) if args.space else None,
         device=args.device,

@@ -106,14 +106,16 @@ def load_dataset(
     image_shape: tuple[int, int, int] | None = None,
     target: str | None = None,
     delimiter: str | None = None,
+    drop: tuple[str, ...] = (),
     data_dir: str | Path | None = None,
 ) -> Dataset:
     """Read `source` (built-in name, .npz/.csv path, (X, y) tuple or dict of arrays) and prepare it.
-    `target` and `delimiter` (None: sniffed) are a CSV file's label column and delimiter. `data_dir` holds the
+    `target`, `delimiter` (None: sniffed) and `drop` are a CSV file's label column, delimiter and columns to
+    leave out. `data_dir` holds the
     files of mnist/fashion_mnist/cifar10/cifar100 (default: $DNC_DATA_DIR or ./data)."""
     if task is not None and task not in TASKS:
         raise DataError(f"unknown task '{task}'; use one of: {', '.join(TASKS)}")
-    raw = read_source(source, target=target, delimiter=delimiter, data_dir=data_dir)
+    raw = read_source(source, target=target, delimiter=delimiter, drop=drop, data_dir=data_dir)
     return prepare(raw, network=network, task=task, val_split=val_split, image_shape=image_shape)
 
 

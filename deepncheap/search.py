@@ -265,6 +265,7 @@ def _data_options(settings: SearchSettings) -> dict[str, Any]:
         "image_shape": settings.image_shape,
         "target": settings.target,
         "delimiter": settings.delimiter,
+        "drop": settings.drop,
         "data_dir": settings.data_dir,
     }
 

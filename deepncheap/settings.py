@@ -45,6 +45,7 @@ class SearchSettings:
     image_shape: tuple[int, int, int] | None = None
     target: str | None = None
     delimiter: str | None = None
+    drop: tuple[str, ...] = ()
     data_dir: str | None = None
     space: dict[str, Any] | None = None
     device: str = "auto"
@@ -68,6 +69,10 @@ class SearchSettings:
         if unknown:
             raise SettingsError(f"unknown option '{unknown[0]}'; use one of: {', '.join(sorted(known))}")
         given = {k: v for k, v in options.items() if v is not None}  # None: the default
+        if isinstance(given.get("drop"), str):  # "id,name" as on the command line
+            given["drop"] = [name.strip() for name in given["drop"].split(",")]
+        if isinstance(given.get("drop"), (list, tuple)):
+            given["drop"] = tuple(given["drop"])
         if "executor" not in given and is_int(given.get("workers")) and given["workers"] > 1:
             given["executor"] = "processes"
         settings = cls(**given)
@@ -119,6 +124,8 @@ class SearchSettings:
             raise SettingsError(f"image_shape must be three positive integers (C, H, W), got {shape!r}")
         if self.delimiter is not None and (not isinstance(self.delimiter, str) or len(self.delimiter) != 1):
             raise SettingsError(f"--delimiter must be one character, got {self.delimiter!r}; e.g. --delimiter ';'")
+        if not isinstance(self.drop, tuple) or not all(isinstance(name, str) and name for name in self.drop):
+            raise SettingsError(f"--drop takes column names, got {self.drop!r}; e.g. --drop id,name")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise SettingsError(f"unknown device '{self.device}'; use auto, cpu or cuda")
 
@@ -143,6 +150,7 @@ class SearchSettings:
         """JSON-safe form, stored with the run."""
         values = asdict(self)
         values["image_shape"] = list(self.image_shape) if self.image_shape else None
+        values["drop"] = list(self.drop)
         values["data_dir"] = str(Path(self.data_dir).expanduser().resolve()) if self.data_dir else None
         return values
 

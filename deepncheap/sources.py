@@ -44,14 +44,15 @@ def read_source(
     *,
     target: str | None = None,
     delimiter: str | None = None,
+    drop: tuple[str, ...] = (),
     data_dir: str | Path | None = None,
 ) -> RawData:
     """Dispatch on the kind of source; never executes code from files. `target` names the label column of
     a CSV file and is refused for any other source (which carries its own labels); `delimiter` is the CSV
-    file's (None: sniffed among `DELIMITERS`)."""
+    file's (None: sniffed among `DELIMITERS`), `drop` names columns of it to leave out (an id, a name)."""
     if not _is_csv(source):
-        _refuse_csv_options(source, {f"--target {target}": target, "--delimiter": delimiter})
-    return _read_any(source, target=target, delimiter=delimiter, data_dir=data_dir)
+        _refuse_csv_options(source, {f"--target {target}": target, "--delimiter": delimiter, "--drop": drop})
+    return _read_any(source, target=target, delimiter=delimiter, drop=tuple(drop), data_dir=data_dir)
 
 
 def _refuse_csv_options(source: Any, options: dict[str, Any]) -> None:
@@ -72,7 +73,9 @@ def _is_csv(source: Any) -> bool:
     return isinstance(source, (str, Path)) and Path(str(source)).suffix.lower() == ".csv"
 
 
-def _read_any(source: Any, *, target: str | None, delimiter: str | None, data_dir: str | Path | None) -> RawData:
+def _read_any(
+    source: Any, *, target: str | None, delimiter: str | None, drop: tuple[str, ...], data_dir: str | Path | None
+) -> RawData:
     if isinstance(source, RawData):
         return source
     if isinstance(source, tuple) and len(source) == 2:
@@ -96,7 +99,7 @@ def _read_any(source: Any, *, target: str | None, delimiter: str | None, data_di
             if path.suffix.lower() == ".npz":
                 return _read_npz(path)
             if path.suffix.lower() == ".csv":
-                return _read_csv(path, target, delimiter=delimiter)
+                return _read_csv(path, target, delimiter=delimiter, drop=drop)
             raise DataError(f"unsupported file type '{path.suffix}' for {path}; use a .npz or .csv file")
         raise DataError(f"unknown dataset '{text}'; use a built-in ({', '.join(BUILTIN_DATASETS)}) or a .npz/.csv path")
     raise DataError(
@@ -177,7 +180,8 @@ def _as_array(value: Any, what: str) -> np.ndarray:
     return array
 
 
-def _read_csv(path: Path, target: str | None, *, delimiter: str | None = None) -> RawData:
+def _read_csv(path: Path, target: str | None, *, delimiter: str | None = None, drop: tuple[str, ...] = ()) -> RawData:
+    """A CSV file's rows: its `target` column as labels, every other column but those in `drop` as features."""
     try:
         text = path.read_text(encoding="utf-8-sig")
         delimiter = delimiter or sniff_delimiter(text)
@@ -193,25 +197,30 @@ def _read_csv(path: Path, target: str | None, *, delimiter: str | None = None) -
     if target not in header:
         other = " (or give the file's delimiter with --delimiter)" if len(header) == 1 else ""
         raise DataError(f"{path} has no column '{target}'; use --target with one of: {', '.join(header)}{other}")
+    unknown = [name for name in drop if name not in header]
+    if unknown:
+        raise DataError(f"{path} has no column '{unknown[0]}' to drop; give --drop names from: {', '.join(header)}")
+    if target in drop:
+        raise DataError(f"--drop names the target column '{target}'; drop feature columns only")
     column = header.index(target)
+    kept = [i for i, name in enumerate(header) if i != column and name not in drop]
     features, labels = [], []
     for line, row in rows[1:]:
         if len(row) != len(header):
             raise DataError(f"{path} line {line} has {len(row)} fields, the header has {len(header)}; fix the row")
         labels.append(row[column].strip())
         values = []
-        for i, cell in enumerate(row):
-            if i == column:
-                continue
+        for i in kept:
             try:
-                values.append(float(cell))
+                values.append(float(row[i]))
             except ValueError:
                 raise DataError(
-                    f"{path} line {line}, column '{header[i]}' holds non-numeric value {cell!r}; "
-                    "features must be numbers (encode categories as numbers first)"
+                    f"{path} line {line}, column '{header[i]}' holds non-numeric value {row[i]!r}; "
+                    "features must be numbers (encode categories as numbers first, or leave the column out "
+                    f"with --drop {header[i]})"
                 ) from None
         features.append(values)
-    if not features[0]:
+    if not kept:
         raise DataError(f"{path} has no feature columns besides '{target}'; add feature columns")
     return RawData(path.stem, np.asarray(features, dtype=np.float32), _parse_labels(labels))
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from deepncheap.cli import main
+from deepncheap.store import RunStore
 
 FAST = ["--network", "mlp", "--max-trials", "2", "--epochs", "2", "--penalty", "params", "--quiet"]
 
@@ -116,6 +117,16 @@ def test_search_on_a_semicolon_csv(tmp_path, capsys):
     path = tmp_path / "semi.csv"
     path.write_text("a;b;label\n" + "".join(f"{i * 0.1:.1f};{i % 3};{i % 2}\n" for i in range(40)))
     assert main(["search", "--data", str(path), "--target", "label", *FAST, "--out", str(tmp_path / "run")]) == 0
+
+
+def test_search_on_a_csv_without_its_id_column(tmp_path, capsys):
+    path = tmp_path / "ids.csv"
+    path.write_text("id,a,label\n" + "".join(f"row{i},{i * 0.1:.1f},{i % 2}\n" for i in range(40)))
+    run = tmp_path / "run"
+    assert main(["search", "--data", str(path), "--target", "label", "--drop", "id", *FAST, "--out", str(run)]) == 0
+    with RunStore.open(run) as store:
+        assert store.settings["drop"] == ["id"] and store.settings["data"]["input_shape"] == [1]
+    assert main(["resume", str(run), "--max-trials", "3", "--quiet"]) == 0  # (the stored --drop applies again)
 
 
 def test_search_and_show(files, tmp_path, capsys):

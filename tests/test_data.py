@@ -648,3 +648,26 @@ def test_a_missed_delimiter_points_to_the_option(tmp_path):
 def test_delimiter_is_refused_for_other_sources():
     with pytest.raises(DataError, match="leave out --delimiter"):
         load_dataset("iris", network="mlp", delimiter=";")
+
+
+def test_csv_columns_can_be_dropped(tmp_path):
+    path = write_csv(tmp_path / "table.csv", _table().replace("\n", ",x\n").replace("label,x", "label,name"))
+    data = load_dataset(path, network="mlp", target="label", drop=("id", "name"))
+    assert data.input_shape == (4,)
+    with pytest.raises(DataError, match="non-numeric value 'x'.*--drop name"):
+        load_dataset(path, network="mlp", target="label")
+
+
+@pytest.mark.parametrize(
+    ("drop", "match"), [(("nope",), "no column 'nope' to drop"), (("label",), "names the target column")]
+)
+def test_dropping_unknown_columns_or_the_target_is_refused(tmp_path, drop, match):
+    path = write_csv(tmp_path / "table.csv", _table())
+    with pytest.raises(DataError, match=match) as info:
+        load_dataset(path, network="mlp", target="label", drop=drop)
+    assert_one_line_with_hint(info.value)
+
+
+def test_drop_is_refused_for_other_sources():
+    with pytest.raises(DataError, match="leave out --drop"):
+        load_dataset("iris", network="mlp", drop=("id",))
