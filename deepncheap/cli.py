@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     from deepncheap.data import TASKS
     from deepncheap.objective import PENALTIES
     from deepncheap.settings import DEFAULT_EPOCHS, DEFAULT_MAX_TRIALS, METHODS
-    from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
+    from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS, IMPUTE
     from deepncheap.space import NETWORKS
 
     parser = _Parser(prog="dnc", description="Deep-n-Cheap: search small, fast-to-train networks.")
@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--task", choices=TASKS, help="default: inferred from the targets")
     s.add_argument("--target", help="label column of a .csv file")
     s.add_argument("--drop", metavar="COLS", help="comma-separated columns of a .csv file to leave out (an id, a name)")
+    s.add_argument(
+        "--impute",
+        choices=IMPUTE,
+        help="missing feature values: fill with the training rows' mean or median, or drop their rows "
+        "(default: refuse them)",
+    )
     s.add_argument(
         "--delimiter", type=_delimiter, help="delimiter of a .csv file: one character, or tab (default: sniffed)"
     )
@@ -162,6 +168,7 @@ def _run_search(args: argparse.Namespace) -> None:
         target=args.target,
         delimiter=args.delimiter,
         drop=args.drop,
+        impute=args.impute,
         data_dir=args.data_dir,
         space=read_space_file(args.space) if args.space else None,
         device=args.device,

@@ -13,7 +13,7 @@ import numpy as np
 
 from deepncheap.errors import DataError
 from deepncheap.preprocessing import Preprocessing
-from deepncheap.sources import RawData, read_source
+from deepncheap.sources import IMPUTE, RawData, read_source
 
 TASKS = ("classification", "regression")
 # Single-table sources (built-ins, CSV, (X, y) arrays) hold out this fraction as a fixed test split,
@@ -107,16 +107,20 @@ def load_dataset(
     target: str | None = None,
     delimiter: str | None = None,
     drop: tuple[str, ...] = (),
+    impute: str | None = None,
     data_dir: str | Path | None = None,
 ) -> Dataset:
     """Read `source` (built-in name, .npz/.csv path, (X, y) tuple or dict of arrays) and prepare it.
     `target`, `delimiter` (None: sniffed) and `drop` are a CSV file's label column, delimiter and columns to
-    leave out. `data_dir` holds the
+    leave out. Missing feature values (NaN, empty CSV cells) are refused unless `impute` says what to do:
+    `mean`/`median` fill them with the training rows' statistic, `drop` leaves their rows out. `data_dir` holds the
     files of mnist/fashion_mnist/cifar10/cifar100 (default: $DNC_DATA_DIR or ./data)."""
     if task is not None and task not in TASKS:
         raise DataError(f"unknown task '{task}'; use one of: {', '.join(TASKS)}")
-    raw = read_source(source, target=target, delimiter=delimiter, drop=drop, data_dir=data_dir)
-    return prepare(raw, network=network, task=task, val_split=val_split, image_shape=image_shape)
+    if impute is not None and impute not in IMPUTE:
+        raise DataError(f"unknown --impute '{impute}'; use one of: {', '.join(IMPUTE)}")
+    raw = read_source(source, target=target, delimiter=delimiter, drop=drop, impute=impute, data_dir=data_dir)
+    return prepare(raw, network=network, task=task, val_split=val_split, image_shape=image_shape, impute=impute)
 
 
 def prepare(
@@ -126,15 +130,21 @@ def prepare(
     task: str | None,
     val_split: float,
     image_shape: tuple[int, int, int] | None,
+    impute: str | None = None,
 ) -> Dataset:
-    """Validate, encode labels, shape for the network, split and standardize."""
+    """Validate, encode labels, shape for the network, split, fill missing values (`impute`) and standardize."""
     parts = {"train": (raw.x_train, raw.y_train)}
     if raw.x_val is not None:
         parts["val"] = (raw.x_val, raw.y_val)  # type: ignore[assignment]
     if raw.x_test is not None:
         parts["test"] = (raw.x_test, raw.y_test)  # type: ignore[assignment]
     for part, (x, y) in parts.items():
-        _check_xy(x, y, part)
+        _check_xy(x, y, part, missing_allowed=impute is not None)
+    notes: list[str] = []
+    if impute == "drop":
+        parts, dropped = _drop_missing(parts)  # type: ignore[arg-type]
+        if dropped:
+            notes.append(f"--impute drop: left out {dropped} row(s) with a missing value")
     sample_shapes = {x.shape[1:] for x, _ in parts.values()}
     if len(sample_shapes) > 1:
         raise DataError(
@@ -143,7 +153,8 @@ def prepare(
     note = None
     task = task or raw.task
     if task is None:
-        task, note = infer_task(raw.y_train)
+        task, note = infer_task(parts["train"][1])
+        notes += [note] if note else []
     hint = REGRESSION_HINT if note and task == "classification" else ""  # (whole numbers taken as classes)
     classes, encoded = _encode_targets({p: y for p, (_, y) in parts.items()}, task, hint)
     xs = {p: _shape_for_network(x, network, image_shape) for p, (x, _) in parts.items()}
@@ -158,6 +169,12 @@ def prepare(
                 "the test split is never used for validation"
             )
         x_train, y_train, xs["val"], encoded["val"] = _split(x_train, y_train, val_split, task, "validation", hint)
+
+    if impute in ("mean", "median"):
+        filled, count = _fill_missing({"train": x_train, "val": xs["val"], "test": xs["test"]}, impute)
+        x_train, xs["val"], xs["test"] = filled["train"], filled["val"], filled["test"]
+        if count:
+            notes.append(f"--impute {impute}: filled {count} missing value(s) with the training rows' {impute}")
 
     mean, std = _standardization(x_train)
     target_mean, target_std = 0.0, 1.0
@@ -187,11 +204,11 @@ def prepare(
         target_std=target_std,
         x_mean=mean,
         x_std=std,
-        notes=(note,) if note else (),
+        notes=tuple(notes),
     )
 
 
-def _check_xy(x: np.ndarray, y: np.ndarray, part: str) -> None:
+def _check_xy(x: np.ndarray, y: np.ndarray, part: str, *, missing_allowed: bool = False) -> None:
     if x.ndim < 2:
         raise DataError(
             f"{part} x is 1-D (shape {x.shape}); give one row per sample, e.g. x.reshape(-1, 1) for one feature"
@@ -204,11 +221,49 @@ def _check_xy(x: np.ndarray, y: np.ndarray, part: str) -> None:
         raise DataError(f"{part} data is empty; give at least a few samples per class")
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataError(f"{part} x has dtype {x.dtype}; features must be real numbers")
-    if not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).sum())
-        raise DataError(f"{part} x holds {bad} NaN or infinite values; impute or drop them first")
+    infinite = int(np.isinf(x).sum())
+    if infinite:
+        raise DataError(f"{part} x holds {infinite} infinite values; replace them with finite numbers first")
+    missing = int(np.isnan(x).sum())
+    if missing and not missing_allowed:
+        raise DataError(
+            f"{part} x holds {missing} NaN values (missing); fill them in, or give --impute mean or median "
+            "(fill from the training rows) or --impute drop (leave out their rows)"
+        )
     if np.issubdtype(y.dtype, np.number) and not np.isfinite(y.astype(np.float64)).all():
         raise DataError(f"{part} y holds NaN or infinite values; drop those samples first")
+
+
+def _drop_missing(
+    parts: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
+    """Each part without its rows that hold a missing (NaN) feature, and how many rows were left out."""
+    kept, dropped = {}, 0
+    for part, (x, y) in parts.items():
+        complete = ~np.isnan(x.reshape(len(x), -1)).any(axis=1)
+        dropped += int((~complete).sum())
+        if not complete.any():
+            raise DataError(f"every {part} row has a missing value; fill them in or use --impute mean or median")
+        kept[part] = (x[complete], y[complete]) if not complete.all() else (x, y)
+    return kept, dropped
+
+
+def _fill_missing(xs: dict[str, np.ndarray], how: str) -> tuple[dict[str, np.ndarray], int]:
+    """The parts with their NaN features filled by the training rows' mean or median of that feature (a new
+    array only where something is filled), and how many values were filled."""
+    missing = np.isnan(xs["train"]).all(axis=0).reshape(-1)
+    if missing.any():
+        raise DataError(
+            f"feature {int(np.flatnonzero(missing)[0])} has no value in the training rows, so nothing to fill "
+            "it from; leave the column out (--drop) or fill it in"
+        )
+    fill = (np.nanmean if how == "mean" else np.nanmedian)(xs["train"], axis=0).astype(np.float32)
+    filled, count = {}, 0
+    for part, x in xs.items():
+        holes = np.isnan(x)
+        count += int(holes.sum())
+        filled[part] = np.where(holes, fill, x) if holes.any() else x
+    return filled, count
 
 
 def infer_task(y: np.ndarray) -> tuple[str, str | None]:

@@ -266,6 +266,7 @@ def _data_options(settings: SearchSettings) -> dict[str, Any]:
         "target": settings.target,
         "delimiter": settings.delimiter,
         "drop": settings.drop,
+        "impute": settings.impute,
         "data_dir": settings.data_dir,
     }
 

@@ -11,6 +11,7 @@ from typing import Any
 from deepncheap.bo import BO_MODES
 from deepncheap.errors import SettingsError
 from deepncheap.objective import PENALTIES
+from deepncheap.sources import IMPUTE
 from deepncheap.space import NETWORKS, SAMPLING_METHODS, is_int, is_number
 
 # CPU-friendly default (the reference trains 100 epochs per trial on a GPU); see the README.
@@ -46,6 +47,7 @@ class SearchSettings:
     target: str | None = None
     delimiter: str | None = None
     drop: tuple[str, ...] = ()
+    impute: str | None = None
     data_dir: str | None = None
     space: dict[str, Any] | None = None
     device: str = "auto"
@@ -126,6 +128,8 @@ class SearchSettings:
             raise SettingsError(f"--delimiter must be one character, got {self.delimiter!r}; e.g. --delimiter ';'")
         if not isinstance(self.drop, tuple) or not all(isinstance(name, str) and name for name in self.drop):
             raise SettingsError(f"--drop takes column names, got {self.drop!r}; e.g. --drop id,name")
+        if self.impute is not None and self.impute not in IMPUTE:
+            raise SettingsError(f"unknown --impute '{self.impute}'; use one of: {', '.join(IMPUTE)}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise SettingsError(f"unknown device '{self.device}'; use auto, cpu or cuda")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import zipfile
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ DATA_DIR_ENV = "DNC_DATA_DIR"  # where mnist/fashion_mnist/cifar10/cifar100 file
 NPZ_KEYS = ("xtr", "ytr", "xte", "yte")
 DELIMITERS = ",;\t|"  # what a CSV file's delimiter is sniffed among (comma when none fits)
 SNIFF_LINES = 20
+MISSING = ("", "na", "n/a", "nan", "null", "none", "?")  # CSV cells taken for a missing value (any case)
+IMPUTE = ("mean", "median", "drop")  # what --impute does with missing values (None: refuse them)
 
 
 @dataclass(frozen=True)
@@ -45,14 +48,17 @@ def read_source(
     target: str | None = None,
     delimiter: str | None = None,
     drop: tuple[str, ...] = (),
+    impute: str | None = None,
     data_dir: str | Path | None = None,
 ) -> RawData:
     """Dispatch on the kind of source; never executes code from files. `target` names the label column of
     a CSV file and is refused for any other source (which carries its own labels); `delimiter` is the CSV
-    file's (None: sniffed among `DELIMITERS`), `drop` names columns of it to leave out (an id, a name)."""
+    file's (None: sniffed among `DELIMITERS`), `drop` names columns of it to leave out (an id, a name). Its
+    missing cells are refused unless `impute` is given (`IMPUTE`); they are then NaN features (`data` fills
+    them or drops their rows), and a row without a label is left out with `impute="drop"`."""
     if not _is_csv(source):
         _refuse_csv_options(source, {f"--target {target}": target, "--delimiter": delimiter, "--drop": drop})
-    return _read_any(source, target=target, delimiter=delimiter, drop=tuple(drop), data_dir=data_dir)
+    return _read_any(source, target=target, delimiter=delimiter, drop=tuple(drop), impute=impute, data_dir=data_dir)
 
 
 def _refuse_csv_options(source: Any, options: dict[str, Any]) -> None:
@@ -74,7 +80,13 @@ def _is_csv(source: Any) -> bool:
 
 
 def _read_any(
-    source: Any, *, target: str | None, delimiter: str | None, drop: tuple[str, ...], data_dir: str | Path | None
+    source: Any,
+    *,
+    target: str | None,
+    delimiter: str | None,
+    drop: tuple[str, ...],
+    impute: str | None,
+    data_dir: str | Path | None,
 ) -> RawData:
     if isinstance(source, RawData):
         return source
@@ -99,7 +111,7 @@ def _read_any(
             if path.suffix.lower() == ".npz":
                 return _read_npz(path)
             if path.suffix.lower() == ".csv":
-                return _read_csv(path, target, delimiter=delimiter, drop=drop)
+                return _read_csv(path, target, delimiter=delimiter, drop=drop, impute=impute)
             raise DataError(f"unsupported file type '{path.suffix}' for {path}; use a .npz or .csv file")
         raise DataError(f"unknown dataset '{text}'; use a built-in ({', '.join(BUILTIN_DATASETS)}) or a .npz/.csv path")
     raise DataError(
@@ -180,8 +192,16 @@ def _as_array(value: Any, what: str) -> np.ndarray:
     return array
 
 
-def _read_csv(path: Path, target: str | None, *, delimiter: str | None = None, drop: tuple[str, ...] = ()) -> RawData:
-    """A CSV file's rows: its `target` column as labels, every other column but those in `drop` as features."""
+def _read_csv(
+    path: Path,
+    target: str | None,
+    *,
+    delimiter: str | None = None,
+    drop: tuple[str, ...] = (),
+    impute: str | None = None,
+) -> RawData:
+    """A CSV file's rows: its `target` column as labels, every other column but those in `drop` as features
+    (missing ones NaN when `impute` is given)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
         delimiter = delimiter or sniff_delimiter(text)
@@ -208,9 +228,27 @@ def _read_csv(path: Path, target: str | None, *, delimiter: str | None = None, d
     for line, row in rows[1:]:
         if len(row) != len(header):
             raise DataError(f"{path} line {line} has {len(row)} fields, the header has {len(header)}; fix the row")
-        labels.append(row[column].strip())
+        label = row[column].strip()
+        if label.lower() in MISSING:
+            if impute == "drop":
+                continue
+            cell = "is empty" if not label else f"holds {label!r}"
+            raise DataError(
+                f"{path} line {line} has no label (column '{target}' {cell}); "
+                "fill it in, or give --impute drop to leave out rows with a missing value"
+            )
         values = []
         for i in kept:
+            if row[i].strip().lower() in MISSING:
+                if impute is None:
+                    cell = "is empty" if not row[i].strip() else f"holds {row[i].strip()!r}"
+                    raise DataError(
+                        f"{path} line {line}, column '{header[i]}' {cell}, a missing value; fill it in, "
+                        "or give --impute mean or median (fill from the training rows' column) or --impute drop "
+                        "(leave out rows with a missing value)"
+                    )
+                values.append(math.nan)
+                continue
             try:
                 values.append(float(row[i]))
             except ValueError:
@@ -219,9 +257,12 @@ def _read_csv(path: Path, target: str | None, *, delimiter: str | None = None, d
                     "features must be numbers (encode categories as numbers first, or leave the column out "
                     f"with --drop {header[i]})"
                 ) from None
+        labels.append(label)
         features.append(values)
     if not kept:
         raise DataError(f"{path} has no feature columns besides '{target}'; add feature columns")
+    if not features:
+        raise DataError(f"{path} has no row with a label; fill in the '{target}' column")
     return RawData(path.stem, np.asarray(features, dtype=np.float32), _parse_labels(labels))
 
 

@@ -64,7 +64,7 @@ BAD_INPUTS = [
     (["--data", "{missing_keys}"], "lacks keys xte, yte"),
     (["--data", "{objects}"], "Python objects"),
     (["--data", "{mismatch}"], "40 samples but y has 30"),
-    (["--data", "{nan}"], "NaN or infinite"),
+    (["--data", "{nan}"], "NaN values (missing); fill them in, or give --impute"),
     (["--data", "{flat1d}"], "1-D"),
     (["--data", "breast_cancer", "--network", "cnn"], "--image-shape"),
     (["--data", "{one_class}"], "at least 2 classes"),
@@ -92,6 +92,7 @@ BAD_INPUTS = [
     (["--data", "iris", "--target", "species"], "built-in data set iris, with labels of their own; leave out --target"),
     (["--data", "{good}", "--target", "label"], "(not a .csv file), with labels of their own"),
     (["--data", "{csv}", "--target", "label", "--delimiter", ";;"], "--delimiter must be one character"),
+    (["--impute", "zero"], "invalid choice: 'zero'"),
 ]
 
 
@@ -119,13 +120,16 @@ def test_search_on_a_semicolon_csv(tmp_path, capsys):
     assert main(["search", "--data", str(path), "--target", "label", *FAST, "--out", str(tmp_path / "run")]) == 0
 
 
-def test_search_on_a_csv_without_its_id_column(tmp_path, capsys):
+def test_search_on_a_csv_without_its_id_column_and_with_a_missing_value(tmp_path, capsys):
     path = tmp_path / "ids.csv"
-    path.write_text("id,a,label\n" + "".join(f"row{i},{i * 0.1:.1f},{i % 2}\n" for i in range(40)))
+    path.write_text("id,a,b,label\n" + "".join(f"row{i},{i * 0.1:.1f},{i % 5 or ''},{i % 2}\n" for i in range(40)))
     run = tmp_path / "run"
-    assert main(["search", "--data", str(path), "--target", "label", "--drop", "id", *FAST, "--out", str(run)]) == 0
+    options = ["--target", "label", "--drop", "id", "--impute", "mean", *FAST, "--out", str(run)]
+    assert main(["search", "--data", str(path), *options]) == 0
     with RunStore.open(run) as store:
-        assert store.settings["drop"] == ["id"] and store.settings["data"]["input_shape"] == [1]
+        assert store.settings["drop"] == ["id"] and store.settings["impute"] == "mean"
+        assert store.settings["data"]["input_shape"] == [2]
+        assert any(line.startswith("--impute mean: filled 8 missing value(s)") for line in store.log_lines())
     assert main(["resume", str(run), "--max-trials", "3", "--quiet"]) == 0  # (the stored --drop applies again)
 
 

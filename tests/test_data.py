@@ -671,3 +671,67 @@ def test_dropping_unknown_columns_or_the_target_is_refused(tmp_path, drop, match
 def test_drop_is_refused_for_other_sources():
     with pytest.raises(DataError, match="leave out --drop"):
         load_dataset("iris", network="mlp", drop=("id",))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# missing values
+
+
+def _with_holes(tmp_path: Path, *, label_hole: bool = False) -> Path:
+    lines = _table().splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[2], "", 1)  # line 4 of the file: column 'b' empty
+    lines[8] = ",".join(["7", "NA", *lines[8].split(",")[2:]])  # line 9: column 'a' holds NA
+    if label_hole:
+        lines[12] = lines[12].rsplit(",", 1)[0] + ","
+    return write_csv(tmp_path / "holes.csv", "\n".join(lines) + "\n")
+
+
+def test_an_empty_csv_cell_is_named_a_missing_value_with_the_fix(tmp_path):
+    with pytest.raises(DataError) as info:
+        load_dataset(_with_holes(tmp_path), network="mlp", target="label")
+    message = assert_one_line_with_hint(info.value)
+    assert "line 4, column 'b' is empty, a missing value" in message and "--impute" in message
+    assert "encode categories" not in message
+
+
+@pytest.mark.parametrize("how", ["mean", "median"])
+def test_impute_fills_missing_values_from_the_training_rows(tmp_path, how):
+    data = load_dataset(_with_holes(tmp_path), network="mlp", target="label", impute=how, drop=("id",))
+    assert all(np.isfinite(x).all() for x in (data.x_train, data.x_val, data.x_test))
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 60
+    assert any(note.startswith(f"--impute {how}: filled 2 missing value(s)") for note in data.notes)
+
+
+def test_impute_mean_uses_training_statistics_only():
+    x, y = make_xy(60)
+    x_test = x[:12].copy()
+    x_test[0, 1] = np.nan
+    data = load_dataset({"xtr": x, "ytr": y, "xte": x_test, "yte": y[:12]}, network="mlp", impute="mean")
+    x_train_raw = data.x_train * data.x_std + data.x_mean  # (standardization undone)
+    restored = data.x_test[0, 1] * data.x_std[0, 1] + data.x_mean[0, 1]
+    assert restored == pytest.approx(x_train_raw[:, 1].mean(), abs=1e-4)
+
+
+def test_impute_drop_leaves_out_rows_with_a_missing_value_or_label(tmp_path):
+    data = load_dataset(_with_holes(tmp_path, label_hole=True), network="mlp", target="label", impute="drop")
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 57
+    assert "--impute drop: left out 2 row(s) with a missing value" in data.notes
+
+
+def test_a_missing_label_names_impute_drop(tmp_path):
+    path = _with_holes(tmp_path, label_hole=True)
+    with pytest.raises(DataError, match=r"line 13 has no label .*--impute drop"):
+        load_dataset(path, network="mlp", target="label", impute="mean")
+
+
+def test_nan_in_arrays_names_impute():
+    x, y = make_xy(60)
+    x[5, 2] = np.nan
+    with pytest.raises(DataError, match="NaN values .missing.; fill them in, or give --impute"):
+        load_dataset((x, y), network="mlp")
+    assert load_dataset((x, y), network="mlp", impute="median").x_train.shape == (38, 4)
+
+
+def test_unknown_impute_is_refused():
+    with pytest.raises(DataError, match="unknown --impute 'zero'"):
+        load_dataset("iris", network="mlp", impute="zero")
