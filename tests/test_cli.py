@@ -143,6 +143,14 @@ def test_search_and_show(files, tmp_path, capsys):
     assert "2 complete" in shown and "best overall: trial #" in shown and "objective" in shown
 
 
+@pytest.mark.parametrize("command", ["show", "resume"])
+def test_a_run_that_does_not_exist_is_named_so(tmp_path, capsys, command):
+    assert main([command, str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"dnc: error: {tmp_path / 'nope'} does not exist; give the directory of a run made by dnc search\n"
+    assert not (tmp_path / "nope").exists()
+
+
 def test_show_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert main(["show", str(tmp_path)]) == 2
     assert "is not a run" in capsys.readouterr().err
