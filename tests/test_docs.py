@@ -4,7 +4,7 @@ clone does not have."""
 from pathlib import Path
 
 import pytest
-from helpers import stored_trials
+from helpers import instant_trial, stored_trials
 
 from deepncheap.cli import build_parser
 
@@ -35,20 +35,11 @@ def test_the_method_is_documented_in_the_repository():
 def test_the_demo_space_file_and_the_readme_give_the_demo_s_true_number_of_trainings(tmp_path, monkeypatch):
     """`make demo`'s trainings, counted by running its search with instant fake trials, are the number the
     README and examples/demo_space.yaml state."""
-    import random
     import re
 
     import deepncheap
     from deepncheap import trial
-    from deepncheap.models import build_model
     from deepncheap.space import read_space_file
-    from deepncheap.train import TrainResult
-
-    def instant_trial(config, data, *, input_shape, num_outputs, epochs, seed, on_epoch=None):
-        model = build_model(config, input_shape, num_outputs)
-        accuracy = random.Random(seed).uniform(0.8, 0.99)
-        result = TrainResult(model, [accuracy] * epochs, 0, accuracy, 0.3, [0.1] * epochs)
-        return trial.TrialMeasurements(sum(p.numel() for p in model.parameters()), 1000, result, 0.1)
 
     monkeypatch.setattr(trial, "run_trial", instant_trial)
     command = (ROOT / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0].replace("\\\n", " ")
