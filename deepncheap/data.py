@@ -142,7 +142,7 @@ def prepare(
         _check_xy(x, y, part, missing_allowed=impute is not None)
     notes: list[str] = []
     if impute == "drop":
-        parts, dropped = _drop_missing(parts)  # type: ignore[arg-type]
+        parts, dropped = _drop_missing(parts)
         if dropped:
             notes.append(f"--impute drop: left out {dropped} row(s) with a missing value")
     sample_shapes = {x.shape[1:] for x, _ in parts.values()}
