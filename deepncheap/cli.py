@@ -48,7 +48,7 @@ def _delimiter(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     from deepncheap.data import TASKS
     from deepncheap.objective import PENALTIES
-    from deepncheap.settings import DEFAULT_EPOCHS, DEFAULT_MAX_TRIALS, METHODS
+    from deepncheap.settings import AUGMENT, DEFAULT_EPOCHS, DEFAULT_MAX_TRIALS, METHODS
     from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS, IMPUTE
     from deepncheap.space import NETWORKS
 
@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--bo-mode",
         default="default",
         help="default | reference (the reference implementation's exact GP; see docs/method.md)",
+    )
+    s.add_argument(
+        "--augment",
+        choices=AUGMENT,
+        default="auto",
+        help="random crops (4-pixel padding) and flips of every training batch; auto: on for 3x32x32 images "
+        "(default: auto)",
     )
     s.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs per trial (default: {DEFAULT_EPOCHS})")
     s.add_argument("--seed", type=int, default=0, help="search seed (default: 0)")
@@ -161,6 +168,7 @@ def _run_search(args: argparse.Namespace) -> None:
         method=args.method,
         max_trials=args.max_trials,
         epochs=args.epochs,
+        augment=args.augment,
         seed=args.seed,
         task=args.task,
         val_split=args.val_split,

@@ -66,6 +66,7 @@ class Runner:
     stop: threading.Event
     deadline: float | None = None  # time.monotonic() after which no trial starts
     stop_rule: StopRule | None = None
+    augment: bool = False  # trials augment their training batches (`train.augment_batch`)
     running: dict[int, _Running] = field(default_factory=dict)
     best: Trial | None = None
 
@@ -126,7 +127,7 @@ class Runner:
             threads=self.executor.threads,
         )
         seed = trial_seed(self.context.settings.seed, proposal.stage, proposal.index)
-        task = TrialTask(trial_id, proposal.config, seed, self.context.settings.epochs)
+        task = TrialTask(trial_id, proposal.config, seed, self.context.settings.epochs, self.augment)
         self.running[trial_id] = _Running(task, time.perf_counter())
         self.executor.submit(task)
 
@@ -221,7 +222,7 @@ class Runner:
     def train_again(self, trial: Trial) -> TrialMeasurements:
         """Train a recorded trial again with its seed (nothing else may be running): its weights."""
         seed = trial_seed(self.context.settings.seed, trial.stage, trial.stage_index)
-        self.executor.submit(TrialTask(-1, trial.config, seed, self.context.settings.epochs))
+        self.executor.submit(TrialTask(-1, trial.config, seed, self.context.settings.epochs, self.augment))
         outcome = self.executor.next_outcome(lambda *_: False)
         if outcome.measured is None:
             raise SearchFailedError(f"retraining trial #{trial.trial_id} failed: {outcome.error or outcome.status}")

@@ -34,12 +34,17 @@ from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
 from deepncheap.space import SearchSpace
 from deepncheap.stopping import active_stop_event
 from deepncheap.store import RunStore
+from deepncheap.train import uses_augmentation
 from deepncheap.trial import resolve_device
 
 __all__ = ["SearchResult", "load_run", "resume", "search"]
 
 log = logging.getLogger("deepncheap")
 SCRATCH = ".data"  # the run's scratch folder (data files of worker processes), removed when the driver ends
+AUGMENT_NOTE = (
+    "augmentation: every training batch is randomly cropped (images padded by 4 pixels) and flipped "
+    "left-right; --augment off turns it off"
+)
 
 
 def search(
@@ -61,6 +66,7 @@ def search(
     space = SearchSpace.create(settings.network, settings.space)
     with _process_state() as stop, opened(create_executor(settings, device, stop)) as executor:
         dataset = load_dataset(data, **_data_options(settings))  # (the executor's workers start meanwhile)
+        augmented = uses_augmentation(settings.augment, dataset.input_shape)
         space, bounded = space.bounded_by_training_set(len(dataset.y_train))
         default = rundir.default_run_name(dataset.name, settings.network)
         with rundir.new_run(out, default, overwrite=overwrite) as run_dir:
@@ -70,13 +76,14 @@ def search(
                 "data": dataset.summary(),
                 "data_source": _source_name(data),
                 "task": dataset.task,
+                "augmented": augmented,  # (what --augment meant for these data: kept on resume)
                 "slots": executor.slots,  # trials at once: kept on resume, wherever it runs
                 "threads": executor.threads,  # each trial's torch threads: kept on resume
                 "space": space.to_dict(),
             }
             with RunStore.create(run_dir, stored) as store:
                 store.put("preprocessing", dataset.preprocessing().to_dict())
-                notes = [*dataset.notes, *([bounded] if bounded else [])]
+                notes = [*dataset.notes, *([bounded] if bounded else []), *([AUGMENT_NOTE] if augmented else [])]
                 for note in notes:
                     store.log(note)
                 run = OpenRun(store, run_dir, settings, space, dataset, executor, stop)
@@ -169,6 +176,7 @@ def _drive(run: OpenRun, time_budget_s: float | None, verbose: bool, notes: list
                     f"{run.executor.slots} trials at once ({settings.executor}, {run.executor.threads} thread(s) each)"
                 )
             runner = Runner(
+                augment=bool(store.settings.get("augmented", False)),  # (runs before step 7 never augmented)
                 store=store,
                 executor=run.executor,
                 context=context,
@@ -225,7 +233,12 @@ def _scorer(run: OpenRun, progress: SearchProgress) -> Scorer:
         start = time.perf_counter()
         try:
             measured = measure_baselines(
-                run.space, run.dataset, run.executor, penalty=settings.penalty, seed=settings.seed
+                run.space,
+                run.dataset,
+                run.executor,
+                penalty=settings.penalty,
+                seed=settings.seed,
+                augment=bool(store.settings.get("augmented", False)),
             )
         except BaselineFailed as exc:
             raise SearchFailedError(

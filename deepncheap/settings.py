@@ -19,6 +19,7 @@ DEFAULT_EPOCHS = 20
 DEFAULT_MAX_TRIALS = 30  # for random/Sobol searches; the Deep-n-Cheap method's budget is its stage sizes
 METHODS = ("dnc", *SAMPLING_METHODS)
 EXECUTORS = ("serial", "processes", "ray")
+AUGMENT = ("auto", "on", "off")  # random crops and flips of training batches; auto: on for 3x32x32 images
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,10 @@ class SearchSettings:
     size each Bayesian-optimization stage; `bo_mode` is `default` or `reference` (see docs/method.md). `executor`
     (`serial`, `processes`, `ray`) runs `workers` trials at once (None: as many as the CPUs allow), each
     asking `cpus_per_trial` CPUs and `gpus_per_trial` GPUs (None: 1 where there are GPUs); `ray_address`
-    names a running Ray cluster. `workers` > 1 without an executor means `processes`.
+    names a running Ray cluster. `workers` > 1 without an executor means `processes`. `target`, `delimiter`
+    and `drop` read a CSV file (its label column, its delimiter when not sniffed, columns to leave out);
+    `impute` (`mean`, `median`, `drop`) deals with missing feature values, which are refused otherwise;
+    `augment` (`auto`, `on`, `off`; a bool works too) crops and flips training batches of images.
     """
 
     network: str = "cnn"
@@ -48,6 +52,7 @@ class SearchSettings:
     delimiter: str | None = None
     drop: tuple[str, ...] = ()
     impute: str | None = None
+    augment: str = "auto"
     data_dir: str | None = None
     space: dict[str, Any] | None = None
     device: str = "auto"
@@ -71,6 +76,8 @@ class SearchSettings:
         if unknown:
             raise SettingsError(f"unknown option '{unknown[0]}'; use one of: {', '.join(sorted(known))}")
         given = {k: v for k, v in options.items() if v is not None}  # None: the default
+        if isinstance(given.get("augment"), bool):
+            given["augment"] = "on" if given["augment"] else "off"
         if isinstance(given.get("drop"), str):  # "id,name" as on the command line
             given["drop"] = [name.strip() for name in given["drop"].split(",")]
         if isinstance(given.get("drop"), (list, tuple)):
@@ -128,6 +135,8 @@ class SearchSettings:
             raise SettingsError(f"--delimiter must be one character, got {self.delimiter!r}; e.g. --delimiter ';'")
         if not isinstance(self.drop, tuple) or not all(isinstance(name, str) and name for name in self.drop):
             raise SettingsError(f"--drop takes column names, got {self.drop!r}; e.g. --drop id,name")
+        if self.augment not in AUGMENT:
+            raise SettingsError(f"unknown --augment '{self.augment}'; use one of: {', '.join(AUGMENT)}")
         if self.impute is not None and self.impute not in IMPUTE:
             raise SettingsError(f"unknown --impute '{self.impute}'; use one of: {', '.join(IMPUTE)}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

@@ -93,6 +93,8 @@ BAD_INPUTS = [
     (["--data", "{good}", "--target", "label"], "(not a .csv file), with labels of their own"),
     (["--data", "{csv}", "--target", "label", "--delimiter", ";;"], "--delimiter must be one character"),
     (["--impute", "zero"], "invalid choice: 'zero'"),
+    (["--augment", "maybe"], "invalid choice: 'maybe'"),
+    (["--data", "iris", "--augment", "on"], "--augment on crops and flips images, but the inputs are flat"),
 ]
 
 

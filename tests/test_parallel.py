@@ -224,7 +224,8 @@ def test_worker_messages_carry_measurements_and_weights_as_json_and_safetensors(
     dataset = load_dataset("digits", network="mlp")
     config = SearchSpace.create("mlp").default_config(depth=1, widths=[24])
     task = TrialTask(7, config, seed=3, epochs=2)
-    assert unpack(pack_task(task))[0] == {"kind": "task", "trial_id": 7, "config": config, "seed": 3, "epochs": 2}
+    expected = {"kind": "task", "trial_id": 7, "config": config, "seed": 3, "epochs": 2, "augment": False}
+    assert unpack(pack_task(task))[0] == expected
     sent = execute(task, DeviceData.from_dataset(dataset, torch.device("cpu")), input_shape=(64,), num_outputs=10)
     message = pack_outcome(sent)
     header, tensors = unpack(message)  # a JSON header and safetensors: nothing is unpickled

@@ -60,9 +60,7 @@ def read_data(folder: Path, task: str, device: str) -> DeviceData:
 
 
 def pack_task(task: TrialTask) -> bytes:
-    return pack(
-        {"kind": "task", "trial_id": task.trial_id, "config": task.config, "seed": task.seed, "epochs": task.epochs}
-    )
+    return pack({"kind": "task", **asdict(task)})
 
 
 def pack_epoch(trial_id: int, report: EpochReport) -> bytes:
