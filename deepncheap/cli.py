@@ -152,6 +152,12 @@ def _budget_options(parser: argparse.ArgumentParser, max_trials_help: str) -> No
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per event on stdout (search_started, stage_changed, trial_started, epoch, "
+        "trial_ended, search_ended) and nothing else there; progress for people stays on stderr",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--debug", action="store_true", help="show library warnings and tracebacks")
 
@@ -194,17 +200,30 @@ def _run_search(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         time_budget=args.time_budget,
         verbose=not args.quiet,
+        on_event=_print_event if args.json else None,
     )
-    _print(format_result(result))
+    if not args.json:
+        _print(format_result(result))
 
 
 def _run_resume(args: argparse.Namespace) -> None:
     from deepncheap.search import resume
 
     result = resume(
-        args.run, data=args.data, max_trials=args.max_trials, time_budget=args.time_budget, verbose=not args.quiet
+        args.run,
+        data=args.data,
+        max_trials=args.max_trials,
+        time_budget=args.time_budget,
+        verbose=not args.quiet,
+        on_event=_print_event if args.json else None,
     )
-    _print(format_result(result))
+    if not args.json:
+        _print(format_result(result))
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    """One event as a line of JSON on stdout (`--json`)."""
+    _print(json.dumps(event, allow_nan=False))
 
 
 def _print(text: str) -> None:
