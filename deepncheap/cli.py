@@ -199,31 +199,33 @@ def _run_search(args: argparse.Namespace) -> None:
         out=args.out,
         overwrite=args.overwrite,
         time_budget=args.time_budget,
-        verbose=not args.quiet,
-        on_event=_print_event if args.json else None,
+        **_progress_options(args),
     )
-    if not args.json:
-        _print(format_result(result))
+    _print_result(args, result)
 
 
 def _run_resume(args: argparse.Namespace) -> None:
     from deepncheap.search import resume
 
     result = resume(
-        args.run,
-        data=args.data,
-        max_trials=args.max_trials,
-        time_budget=args.time_budget,
-        verbose=not args.quiet,
-        on_event=_print_event if args.json else None,
+        args.run, data=args.data, max_trials=args.max_trials, time_budget=args.time_budget, **_progress_options(args)
     )
-    if not args.json:
-        _print(format_result(result))
+    _print_result(args, result)
+
+
+def _progress_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Progress for people on stderr unless --quiet; with --json, every event as a line of JSON on stdout."""
+    return {"verbose": not args.quiet, "on_event": _print_event if args.json else None}
 
 
 def _print_event(event: dict[str, Any]) -> None:
-    """One event as a line of JSON on stdout (`--json`)."""
     _print(json.dumps(event, allow_nan=False))
+
+
+def _print_result(args: argparse.Namespace, result: Any) -> None:
+    """The closing summary on stdout, which --json keeps for its events alone (the last: search_ended)."""
+    if not args.json:
+        _print(format_result(result))
 
 
 def _print(text: str) -> None:
