@@ -20,7 +20,7 @@ def signature(trials):
     )
 
 
-def instant_trial(config, data, *, input_shape, num_outputs, epochs, seed, on_epoch=None):
+def instant_trial(config, data, *, input_shape, num_outputs, epochs, seed, on_epoch=None, augment=False):
     """A stand-in for `trial.run_trial` that trains nothing: the config's model as built, a validation
     accuracy drawn from the seed, 0.1 s epochs (to monkeypatch where only the search's bookkeeping matters)."""
     import random
