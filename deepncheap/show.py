@@ -128,20 +128,22 @@ def trials_table(trials: list[Trial], *, title: str = "trials", width: int = 100
         table.add_column(name, justify="left" if name in ("stage", "status") else "right", no_wrap=True)
     table.add_column("config", justify="left", overflow="fold", max_width=config_width_)
     for t, row in zip(trials, rows, strict=True):
-        config = summarize_config(t.config) if t.status != "failed" else (t.error or "")[:120]
-        table.add_row(*(row[name] for name in shown), wrap_config(config, config_width_))
+        table.add_row(*(row[name] for name in shown), wrap_config(summarize_config(t.config), config_width_))
     return table
 
 
+BREAKS = "-./:,_"  # where a word too long for its line may break (a list of channels, a dotted name)
+
+
 def wrap_config(text: str, width: int) -> str:
-    """`text` in lines of at most `width` characters, broken at spaces, or after a '-' inside a word that
-    does not fit (a long list of channels)."""
+    """`text` in lines of at most `width` characters, broken at spaces, or after one of `BREAKS` inside a
+    word that does not fit (a long list of channels, an exception's module path)."""
     lines = [""]
     for word in text.split():
         while word:
             gap = 1 if lines[-1] else 0
             room = width - len(lines[-1]) - gap
-            cut = len(word) if len(word) <= room else word.rfind("-", 0, room) + 1
+            cut = len(word) if len(word) <= room else max(word.rfind(c, 0, room) for c in BREAKS) + 1
             if not cut and not lines[-1]:  # not even a piece fits on an empty line
                 cut = width
             if cut:
@@ -169,12 +171,19 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
     console.print(
         f"run {run_dir}: {settings['data']['name']} {settings['network']} w_c={settings['wc']} "
         f"penalty={settings['penalty']} method={settings['method']} epochs={settings['epochs']} "
-        f"seed={settings['seed']}; trials: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none yet")
+        f"seed={settings['seed']}"
     )
+    console.print("trials: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none yet"))
     console.print(f"state: {describe_state(state, holder_pid(Path(run_dir)), run_dir)}")
     if settings["penalty"] == "time" and baselines and baselines.get("time_per_epoch_s") is not None:
         console.print(describe_time_measure(Baselines.from_dict(baselines), trials))
     console.print(trials_table(trials, width=console.width, penalty=settings["penalty"]))
+    errors: dict[str, list[int]] = {}
+    for t in trials:
+        if t.status == "failed":
+            errors.setdefault(t.error or "no error recorded", []).append(t.trial_id)
+    for error, ids in errors.items():
+        console.print(f"failed: {', '.join(f'#{i}' for i in ids)}: {error}")
     for trial_id in running:
         reported = [e for e in epochs if e.trial_id == trial_id]
         curve = ", ".join(f"{e.epoch}: {e.val_score or float('nan'):.4g} ({e.epoch_time_s:.3f} s)" for e in reported)

@@ -64,10 +64,10 @@ def test_show_fits_the_width_and_wraps_whole_configs(run, width):
     lines = _shown(run, width)
     assert max(len(line) for line in lines) <= width
     assert "…" not in "\n".join(lines)
-    complete = [t for t in stored_trials(run) if t.status in ("complete", "running")]
     configs = _config_column(lines)
-    for t in complete:
+    for t in stored_trials(run):  # (a failed trial's config too: its error is listed under the table)
         assert summarize_config(t.config).replace(" ", "") in configs
+    assert "failed: #5: RuntimeError: a long error" in "\n".join(lines)
 
 
 def test_show_uses_the_terminal_width(run, monkeypatch, capsys):
