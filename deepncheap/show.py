@@ -174,7 +174,8 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
         f"seed={settings['seed']}"
     )
     console.print("trials: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none yet"))
-    console.print(f"state: {describe_state(state, holder_pid(Path(run_dir)), run_dir)}")
+    # (never wrapped: it may end with a command to copy)
+    console.print(f"state: {describe_state(state, holder_pid(Path(run_dir)), run_dir)}", soft_wrap=True)
     if settings["penalty"] == "time" and baselines and baselines.get("time_per_epoch_s") is not None:
         console.print(describe_time_measure(Baselines.from_dict(baselines), trials))
     console.print(trials_table(trials, width=console.width, penalty=settings["penalty"]))
