@@ -292,7 +292,7 @@ class SearchProgress:
         if self._progress is None or self._task is None:
             return
         eta = self.eta_s()
-        running = " ".join(f"#{i} {r.done}/{r.epochs}" for i, r in self._running.items())
+        running = " ".join(f"#{i} epoch {r.done}/{r.epochs}" for i, r in self._running.items())
         try:
             self._progress.update(
                 self._task, running=running, eta=f"ETA {human_duration(eta)}" if eta is not None else "", **changes
