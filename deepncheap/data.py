@@ -21,7 +21,9 @@ TASKS = ("classification", "regression")
 TEST_SPLIT = 0.2
 SPLIT_SEED = 0
 # Whole-number targets with more distinct values than this, and fewer rows per value on average than
-# REGRESSION_ROWS_PER_VALUE, are quantities (ages, counts, prices) rather than classes: inferred regression.
+# REGRESSION_ROWS_PER_VALUE or a value seen once, are quantities (ages, counts, prices) rather than classes:
+# inferred regression. (Such classes could not be split stratified anyway: a 20% test split needs 5 rows
+# per class on average, and 2 of each.)
 REGRESSION_MIN_VALUES = 20
 REGRESSION_ROWS_PER_VALUE = 5
 REGRESSION_HINT = "if the labels are quantities (ages, counts, prices), use --task regression"
@@ -269,18 +271,18 @@ def _fill_missing(xs: dict[str, np.ndarray], how: str) -> tuple[dict[str, np.nda
 def infer_task(y: np.ndarray) -> tuple[str, str | None]:
     """The task targets `y` mean, and a note saying why when they are numbers: text labels mean
     classification, fractional numbers regression; whole numbers classification, unless they take many
-    distinct values with few rows each (ages, counts, prices: regression)."""
+    distinct values with few rows each, or some seen once (ages, counts, prices: regression)."""
     if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.bool_):
         return "classification", None
     if not np.issubdtype(y.dtype, np.integer) and not bool(np.all(np.mod(y, 1) == 0)):
         return "regression", None
-    n_values = len(np.unique(y))
-    rows_per_value = len(y) / n_values
-    if n_values > REGRESSION_MIN_VALUES and rows_per_value < REGRESSION_ROWS_PER_VALUE:
+    values, counts = np.unique(y, return_counts=True)
+    n_values, rows_per_value = len(values), len(y) / len(values)
+    if n_values > REGRESSION_MIN_VALUES and (rows_per_value < REGRESSION_ROWS_PER_VALUE or counts.min() == 1):
         return "regression", (
-            f"task: regression, inferred from whole-number targets with {n_values} distinct values and "
-            f"{rows_per_value:.1f} rows per value on average (quantities, not classes); "
-            "give --task classification to treat them as classes"
+            f"task: regression, inferred from whole-number targets with {n_values} distinct values, "
+            f"{rows_per_value:.1f} rows per value on average and {int((counts == 1).sum())} seen once "
+            "(quantities, not classes); give --task classification to treat them as classes"
         )
     return "classification", (
         f"task: classification over {n_values} classes, inferred from whole-number targets; {REGRESSION_HINT}"

@@ -735,3 +735,10 @@ def test_nan_in_arrays_names_impute():
 def test_unknown_impute_is_refused():
     with pytest.raises(DataError, match="unknown --impute 'zero'"):
         load_dataset("iris", network="mlp", impute="zero")
+
+
+def test_many_whole_number_values_with_one_seen_once_are_regression():
+    x, age = _ages(1000)  # 1000 rows: about 14 per value, but the tails are seen once
+    assert len(np.unique(age)) > 20 and len(age) / len(np.unique(age)) >= 5
+    data = load_dataset((x, age), network="mlp")
+    assert data.task == "regression" and "seen once" in data.notes[0]
