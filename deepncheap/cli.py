@@ -42,12 +42,16 @@ def _image_shape(text: str) -> tuple[int, int, int]:
     return shape[0], shape[1], shape[2]
 
 
+def _delimiter(text: str) -> str:
+    return "\t" if text.lower() in ("tab", "\\t") else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     from deepncheap.data import TASKS
     from deepncheap.export import FORMATS
     from deepncheap.objective import PENALTIES
-    from deepncheap.settings import DEFAULT_EPOCHS, DEFAULT_MAX_TRIALS, METHODS
-    from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
+    from deepncheap.settings import AUGMENT, DEFAULT_EPOCHS, DEFAULT_MAX_TRIALS, METHODS
+    from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS, IMPUTE
     from deepncheap.space import NETWORKS
 
     parser = _Parser(prog="dnc", description="Deep-n-Cheap: search small, fast-to-train networks.")
@@ -63,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--network", default="cnn", help=f"{' | '.join(NETWORKS)} (default: cnn)")
     s.add_argument("--task", choices=TASKS, help="default: inferred from the targets")
     s.add_argument("--target", help="label column of a .csv file")
+    s.add_argument("--drop", metavar="COLS", help="comma-separated columns of a .csv file to leave out (an id, a name)")
+    s.add_argument(
+        "--impute",
+        choices=IMPUTE,
+        help="missing feature values: fill with the training rows' mean or median, or drop their rows "
+        "(default: refuse them)",
+    )
+    s.add_argument(
+        "--delimiter", type=_delimiter, help="delimiter of a .csv file: one character, or tab (default: sniffed)"
+    )
     s.add_argument(
         "--data-dir", help="folder of the mnist/fashion_mnist/cifar10/cifar100 files (default: $DNC_DATA_DIR or ./data)"
     )
@@ -83,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--bo-mode",
         default="default",
         help="default | reference (the reference implementation's exact GP; see docs/method.md)",
+    )
+    s.add_argument(
+        "--augment",
+        choices=AUGMENT,
+        default="auto",
+        help="random crops (4-pixel padding) and flips of every training batch; auto: on for 3x32x32 images "
+        "(default: auto)",
     )
     s.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs per trial (default: {DEFAULT_EPOCHS})")
     s.add_argument("--seed", type=int, default=0, help="search seed (default: 0)")
@@ -128,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--trial", type=int, help="the trial whose config to train (default: the best trial)")
     t.add_argument("--epochs", type=int, help="epochs (default: 4 times the search's epochs per trial)")
     t.add_argument("--data", help="the same data again, where the search ran on arrays or its file moved")
-    _output_options(t)
+    _output_options(t, events=False)
 
     show = commands.add_parser("show", help="show a run's trials, best config and state (also while it runs)")
     show.add_argument("run", help="run directory")
@@ -202,7 +223,14 @@ def _budget_options(parser: argparse.ArgumentParser, max_trials_help: str) -> No
     )
 
 
-def _output_options(parser: argparse.ArgumentParser) -> None:
+def _output_options(parser: argparse.ArgumentParser, *, events: bool = True) -> None:
+    if events:
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="print one JSON object per event on stdout (search_started, stage_changed, trial_started, "
+            "epoch, trial_ended, search_ended) and nothing else there; progress for people stays on stderr",
+        )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--debug", action="store_true", help="show library warnings and tracebacks")
     parser.add_argument("--no-report", action="store_true", help="write no report.html, plots/ or MODEL_CARD.md")
@@ -220,11 +248,15 @@ def _run_search(args: argparse.Namespace) -> None:
         method=args.method,
         max_trials=args.max_trials,
         epochs=args.epochs,
+        augment=args.augment,
         seed=args.seed,
         task=args.task,
         val_split=args.val_split,
         image_shape=args.image_shape,
         target=args.target,
+        delimiter=args.delimiter,
+        drop=args.drop,
+        impute=args.impute,
         data_dir=args.data_dir,
         space=read_space_file(args.space) if args.space else None,
         device=args.device,
@@ -242,25 +274,48 @@ def _run_search(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         **_run_options(args),
     )
-    _print(format_result(result))
+    _print_result(args, result)
 
 
 def _run_resume(args: argparse.Namespace) -> None:
     from deepncheap.search import resume
 
     result = resume(args.run, data=args.data, max_trials=args.max_trials, **_run_options(args))
-    _print(format_result(result))
+    _print_result(args, result)
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    _print(json.dumps(event, allow_nan=False))
+
+
+def _print_result(args: argparse.Namespace, result: Any) -> None:
+    """The closing summary on stdout, which --json keeps for its events alone (the last: search_ended)."""
+    if not args.json:
+        _print(format_result(result))
 
 
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The options `dnc search` and `dnc resume` share: time budget, progress display, report."""
-    return {"time_budget": args.time_budget, "verbose": not args.quiet, "report": not args.no_report}
+    """The options `dnc search` and `dnc resume` share: time budget, report, progress for people on stderr
+    unless --quiet, and with --json every event as a line of JSON on stdout."""
+    return {
+        "time_budget": args.time_budget,
+        "report": not args.no_report,
+        "verbose": not args.quiet,
+        "on_event": _print_event if args.json else None,
+    }
 
 
 def _run_train(args: argparse.Namespace) -> None:
     from deepncheap.final import train_final
 
-    result = train_final(args.run, trial_id=args.trial, epochs=args.epochs, data=args.data, verbose=not args.quiet)
+    result = train_final(
+        args.run,
+        trial_id=args.trial,
+        epochs=args.epochs,
+        data=args.data,
+        verbose=not args.quiet,
+        report=not args.no_report,
+    )
     final = result.final
     assert final is not None
     tests = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in final.items() if k.startswith("test_"))

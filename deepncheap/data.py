@@ -13,13 +13,20 @@ import numpy as np
 
 from deepncheap.errors import DataError
 from deepncheap.preprocessing import Preprocessing
-from deepncheap.sources import RawData, read_source
+from deepncheap.sources import IMPUTE, RawData, read_source
 
 TASKS = ("classification", "regression")
 # Single-table sources (built-ins, CSV, (X, y) arrays) hold out this fraction as a fixed test split,
 # never used during the search; the split seed is fixed so every search on the same data sees the same split.
 TEST_SPLIT = 0.2
 SPLIT_SEED = 0
+# Whole-number targets with more distinct values than this, and fewer rows per value on average than
+# REGRESSION_ROWS_PER_VALUE or a value seen once, are quantities (ages, counts, prices) rather than classes:
+# inferred regression. (Such classes could not be split stratified anyway: a 20% test split needs 5 rows
+# per class on average, and 2 of each.)
+REGRESSION_MIN_VALUES = 20
+REGRESSION_ROWS_PER_VALUE = 5
+REGRESSION_HINT = "if the labels are quantities (ages, counts, prices), use --task regression"
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class Dataset:
     target_std: float = 1.0
     x_mean: np.ndarray | None = None  # the standardization statistics (`Preprocessing`)
     x_std: np.ndarray | None = None
+    notes: tuple[str, ...] = ()  # what the loader decided for the user (an inferred task), for the run's log
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -99,14 +107,22 @@ def load_dataset(
     val_split: float = 0.2,
     image_shape: tuple[int, int, int] | None = None,
     target: str | None = None,
+    delimiter: str | None = None,
+    drop: tuple[str, ...] = (),
+    impute: str | None = None,
     data_dir: str | Path | None = None,
 ) -> Dataset:
     """Read `source` (built-in name, .npz/.csv path, (X, y) tuple or dict of arrays) and prepare it.
-    `data_dir` holds the files of mnist/fashion_mnist/cifar10/cifar100 (default: $DNC_DATA_DIR or ./data)."""
+    `target`, `delimiter` (None: sniffed) and `drop` are a CSV file's label column, delimiter and columns to
+    leave out. Missing feature values (NaN, empty CSV cells) are refused unless `impute` says what to do:
+    `mean`/`median` fill them with the training rows' statistic, `drop` leaves their rows out. `data_dir` holds the
+    files of mnist/fashion_mnist/cifar10/cifar100 (default: $DNC_DATA_DIR or ./data)."""
     if task is not None and task not in TASKS:
         raise DataError(f"unknown task '{task}'; use one of: {', '.join(TASKS)}")
-    raw = read_source(source, target=target, data_dir=data_dir)
-    return prepare(raw, network=network, task=task, val_split=val_split, image_shape=image_shape)
+    if impute is not None and impute not in IMPUTE:
+        raise DataError(f"unknown --impute '{impute}'; use one of: {', '.join(IMPUTE)}")
+    raw = read_source(source, target=target, delimiter=delimiter, drop=drop, impute=impute, data_dir=data_dir)
+    return prepare(raw, network=network, task=task, val_split=val_split, image_shape=image_shape, impute=impute)
 
 
 def prepare(
@@ -116,34 +132,51 @@ def prepare(
     task: str | None,
     val_split: float,
     image_shape: tuple[int, int, int] | None,
+    impute: str | None = None,
 ) -> Dataset:
-    """Validate, encode labels, shape for the network, split and standardize."""
+    """Validate, encode labels, shape for the network, split, fill missing values (`impute`) and standardize."""
     parts = {"train": (raw.x_train, raw.y_train)}
     if raw.x_val is not None:
         parts["val"] = (raw.x_val, raw.y_val)  # type: ignore[assignment]
     if raw.x_test is not None:
         parts["test"] = (raw.x_test, raw.y_test)  # type: ignore[assignment]
     for part, (x, y) in parts.items():
-        _check_xy(x, y, part)
+        _check_xy(x, y, part, missing_allowed=impute is not None)
+    notes: list[str] = []
+    if impute == "drop":
+        parts, dropped = _drop_missing(parts)
+        if dropped:
+            notes.append(f"--impute drop: left out {dropped} row(s) with a missing value")
     sample_shapes = {x.shape[1:] for x, _ in parts.values()}
     if len(sample_shapes) > 1:
         raise DataError(
             f"train/val/test samples have different shapes {sorted(sample_shapes)}; give them the same shape"
         )
-    task = task or raw.task or _infer_task(raw.y_train)
-    classes, encoded = _encode_targets({p: y for p, (_, y) in parts.items()}, task)
+    note = None
+    task = task or raw.task
+    if task is None:
+        task, note = infer_task(parts["train"][1])
+        notes += [note] if note else []
+    hint = REGRESSION_HINT if note and task == "classification" else ""  # (whole numbers taken as classes)
+    classes, encoded = _encode_targets({p: y for p, (_, y) in parts.items()}, task, hint)
     xs = {p: _shape_for_network(x, network, image_shape) for p, (x, _) in parts.items()}
 
     x_train, y_train = xs["train"], encoded["train"]
     if "test" not in xs:
-        x_train, y_train, xs["test"], encoded["test"] = _split(x_train, y_train, TEST_SPLIT, task, "test")
+        x_train, y_train, xs["test"], encoded["test"] = _split(x_train, y_train, TEST_SPLIT, task, "test", hint)
     if "val" not in xs:
         if not 0.0 < val_split < 1.0:
             raise DataError(
                 f"--val-split must be between 0 and 1 (exclusive), got {val_split}; "
                 "the test split is never used for validation"
             )
-        x_train, y_train, xs["val"], encoded["val"] = _split(x_train, y_train, val_split, task, "validation")
+        x_train, y_train, xs["val"], encoded["val"] = _split(x_train, y_train, val_split, task, "validation", hint)
+
+    if impute in ("mean", "median"):
+        filled, count = _fill_missing({"train": x_train, "val": xs["val"], "test": xs["test"]}, impute)
+        x_train, xs["val"], xs["test"] = filled["train"], filled["val"], filled["test"]
+        if count:
+            notes.append(f"--impute {impute}: filled {count} missing value(s) with the training rows' {impute}")
 
     mean, std = _standardization(x_train)
     target_mean, target_std = 0.0, 1.0
@@ -173,10 +206,11 @@ def prepare(
         target_std=target_std,
         x_mean=mean,
         x_std=std,
+        notes=tuple(notes),
     )
 
 
-def _check_xy(x: np.ndarray, y: np.ndarray, part: str) -> None:
+def _check_xy(x: np.ndarray, y: np.ndarray, part: str, *, missing_allowed: bool = False) -> None:
     if x.ndim < 2:
         raise DataError(
             f"{part} x is 1-D (shape {x.shape}); give one row per sample, e.g. x.reshape(-1, 1) for one feature"
@@ -189,23 +223,73 @@ def _check_xy(x: np.ndarray, y: np.ndarray, part: str) -> None:
         raise DataError(f"{part} data is empty; give at least a few samples per class")
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataError(f"{part} x has dtype {x.dtype}; features must be real numbers")
-    if not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).sum())
-        raise DataError(f"{part} x holds {bad} NaN or infinite values; impute or drop them first")
+    infinite = int(np.isinf(x).sum())
+    if infinite:
+        raise DataError(f"{part} x holds {infinite} infinite values; replace them with finite numbers first")
+    missing = int(np.isnan(x).sum())
+    if missing and not missing_allowed:
+        raise DataError(
+            f"{part} x holds {missing} NaN values (missing); fill them in, or give --impute mean or median "
+            "(fill from the training rows) or --impute drop (leave out their rows)"
+        )
     if np.issubdtype(y.dtype, np.number) and not np.isfinite(y.astype(np.float64)).all():
         raise DataError(f"{part} y holds NaN or infinite values; drop those samples first")
 
 
-def _infer_task(y: np.ndarray) -> str:
-    """Integer-valued or text labels mean classification; other floats mean regression."""
+def _drop_missing(
+    parts: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
+    """Each part without its rows that hold a missing (NaN) feature, and how many rows were left out."""
+    kept, dropped = {}, 0
+    for part, (x, y) in parts.items():
+        complete = ~np.isnan(x.reshape(len(x), -1)).any(axis=1)
+        dropped += int((~complete).sum())
+        if not complete.any():
+            raise DataError(f"every {part} row has a missing value; fill them in or use --impute mean or median")
+        kept[part] = (x[complete], y[complete]) if not complete.all() else (x, y)
+    return kept, dropped
+
+
+def _fill_missing(xs: dict[str, np.ndarray], how: str) -> tuple[dict[str, np.ndarray], int]:
+    """The parts with their NaN features filled by the training rows' mean or median of that feature (a new
+    array only where something is filled), and how many values were filled."""
+    missing = np.isnan(xs["train"]).all(axis=0).reshape(-1)
+    if missing.any():
+        raise DataError(
+            f"feature {int(np.flatnonzero(missing)[0])} has no value in the training rows, so nothing to fill "
+            "it from; leave the column out (--drop) or fill it in"
+        )
+    fill = (np.nanmean if how == "mean" else np.nanmedian)(xs["train"], axis=0).astype(np.float32)
+    filled, count = {}, 0
+    for part, x in xs.items():
+        holes = np.isnan(x)
+        count += int(holes.sum())
+        filled[part] = np.where(holes, fill, x) if holes.any() else x
+    return filled, count
+
+
+def infer_task(y: np.ndarray) -> tuple[str, str | None]:
+    """The task targets `y` mean, and a note saying why when they are numbers: text labels mean
+    classification, fractional numbers regression; whole numbers classification, unless they take many
+    distinct values with few rows each, or some seen once (ages, counts, prices: regression)."""
     if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.bool_):
-        return "classification"
-    if np.issubdtype(y.dtype, np.integer):
-        return "classification"
-    return "classification" if bool(np.all(np.mod(y, 1) == 0)) else "regression"
+        return "classification", None
+    if not np.issubdtype(y.dtype, np.integer) and not bool(np.all(np.mod(y, 1) == 0)):
+        return "regression", None
+    values, counts = np.unique(y, return_counts=True)
+    n_values, rows_per_value = len(values), len(y) / len(values)
+    if n_values > REGRESSION_MIN_VALUES and (rows_per_value < REGRESSION_ROWS_PER_VALUE or counts.min() == 1):
+        return "regression", (
+            f"task: regression, inferred from whole-number targets with {n_values} distinct values, "
+            f"{rows_per_value:.1f} rows per value on average and {int((counts == 1).sum())} seen once "
+            "(quantities, not classes); give --task classification to treat them as classes"
+        )
+    return "classification", (
+        f"task: classification over {n_values} classes, inferred from whole-number targets; {REGRESSION_HINT}"
+    )
 
 
-def _encode_targets(ys: dict[str, np.ndarray], task: str) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+def _encode_targets(ys: dict[str, np.ndarray], task: str, hint: str) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
     ys = {p: y.reshape(-1) for p, y in ys.items()}
     if task == "regression":
         for part, y in ys.items():
@@ -228,7 +312,7 @@ def _encode_targets(ys: dict[str, np.ndarray], task: str) -> tuple[tuple[str, ..
         if len(unknown):
             raise DataError(
                 f"{part} labels {unknown[:5].tolist()} do not occur in the training labels; "
-                "make every class appear in the training data"
+                "make every class appear in the training data" + (f", or {hint}" if hint else "")
             )
         encoded[part] = np.searchsorted(classes, y).astype(np.int64)
     return tuple(str(c) for c in classes.tolist()), encoded
@@ -256,9 +340,11 @@ def _shape_for_network(x: np.ndarray, network: str, image_shape: tuple[int, int,
 
 
 def _split(
-    x: np.ndarray, y: np.ndarray, fraction: float, task: str, what: str
+    x: np.ndarray, y: np.ndarray, fraction: float, task: str, what: str, hint: str = ""
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split off `fraction` of the samples, stratified by class for classification."""
+    """Split off `fraction` of the samples, stratified by class for classification (`hint`: a way out to
+    name when classes are too small, such as --task regression for numeric labels)."""
+    also = f"; or, {hint}" if hint else ""
     from sklearn.model_selection import train_test_split
 
     n_held = int(np.ceil(fraction * len(y)))
@@ -269,12 +355,12 @@ def _split(
         if present.min() < 2:
             raise DataError(
                 f"a class has only 1 training sample, too few for a stratified {what} split; "
-                "add samples of that class or remove it"
+                "add samples of that class or remove it" + also
             )
         if n_held < len(present) or len(y) - n_held < len(present):
             raise DataError(
                 f"{len(y)} samples are too few for a stratified {what} split over {len(present)} classes; "
-                "give more data or a validation set of your own"
+                "give more data or a validation set of your own" + also
             )
         stratify = y
     elif n_held < 2 or len(y) - n_held < 2:

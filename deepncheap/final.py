@@ -78,7 +78,8 @@ def train_final(
         device = resolve_device(settings.device)
         with process_state_kept():
             torch.set_num_threads(int(stored["threads"]))
-            record, weights = _train_and_test(trial, dataset, settings, device, epochs, verbose)
+            augment = bool(stored.get("augmented", False))  # (as the search's trials trained)
+            record, weights = _train_and_test(trial, dataset, settings, device, epochs, verbose, augment)
         final_dir = path / FINAL_DIR
         final_dir.mkdir(exist_ok=True)
         artifacts.write_atomic(final_dir / FINAL_WEIGHTS, weights)
@@ -106,7 +107,13 @@ def _chosen_trial(store: RunStore, run_dir: Path, trial_id: int | None) -> Trial
 
 
 def _train_and_test(
-    trial: Trial, dataset: Dataset, settings: SearchSettings, device: torch.device, epochs: int, verbose: bool
+    trial: Trial,
+    dataset: Dataset,
+    settings: SearchSettings,
+    device: torch.device,
+    epochs: int,
+    verbose: bool,
+    augment: bool,
 ) -> tuple[dict[str, Any], bytes]:
     """final.json's record and the final weights (safetensors): train on train + val, test once."""
     config = trial.config
@@ -147,6 +154,7 @@ def _train_and_test(
                 seed=seed,
                 on_epoch=on_epoch,
                 keep_best=False,
+                augment=augment,
             )
         except TrialDiverged as exc:
             raise SettingsError(f"the final training diverged ({exc}); try fewer --epochs or another --trial") from None
@@ -158,6 +166,7 @@ def _train_and_test(
         "config": config,
         "epochs": epochs,
         "trained_on": "train+val",
+        "augmented": augment,
         "n_train": len(y_both),
         "n_test": len(dataset.y_test),
         **test,

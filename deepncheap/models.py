@@ -24,13 +24,15 @@ class CNNLayout:
 
     channels: tuple[int, ...]
     downsample: tuple[bool, ...]  # downsample at the input of this layer
+    strides: tuple[tuple[int, int], ...]  # its factor along (height, width): (1, 1) where it does not
     batch_norm: tuple[bool, ...]
     dropout: tuple[float, ...]  # dropout probability at the input of this layer (layer 0: the image)
     shortcut_groups: tuple[tuple[int, int], ...]  # (first, last) layer indices a residual connection spans
 
 
 def cnn_layout(config: dict[str, Any], input_shape: Sequence[int]) -> CNNLayout:
-    """Derive the layout; downsampling never shrinks a feature map below 1x1 (8x8 images work at any depth)."""
+    """Derive the layout. Downsampling halves the axes longer than 1 pixel (a 1xW signal along W only) and
+    is dropped once the map is 1x1, so 8x8 images work at any depth."""
     channels = tuple(int(c) for c in config["channels"])
     depth = len(channels)
     if depth != config.get("num_conv_layers", depth) or depth < 1:
@@ -43,14 +45,14 @@ def cnn_layout(config: dict[str, Any], input_shape: Sequence[int]) -> CNNLayout:
         }
     )
     height, width = int(input_shape[-2]), int(input_shape[-1])
-    downsample = [False] * depth
+    strides = [(1, 1)] * depth
     for i in candidates:
-        if min(height, width) >= 2:
-            downsample[i] = True
-            height, width = math.ceil(height / 2), math.ceil(width / 2)
+        strides[i] = (2 if height > 1 else 1, 2 if width > 1 else 1)
+        height, width = math.ceil(height / strides[i][0]), math.ceil(width / strides[i][1])
     return CNNLayout(
         channels=channels,
-        downsample=tuple(downsample),
+        downsample=tuple(stride != (1, 1) for stride in strides),
+        strides=tuple(strides),
         batch_norm=_last_fraction(depth, float(config["bn_frac"])),
         dropout=tuple(
             (float(config["input_drop_prob"]) if i == 0 else float(config["drop_prob"])) if on else 0.0
@@ -74,16 +76,26 @@ def _shortcut_groups(depth: int, every: int) -> tuple[tuple[int, int], ...]:
 
 
 class ConvBlock(nn.Sequential):
-    """[dropout] -> [max-pool] -> 3x3 conv (stride 2 when downsampling by stride) -> [BN] -> ReLU."""
+    """[dropout] -> [max-pool] -> 3x3 conv (strided when downsampling by stride) -> [BN] -> ReLU; `stride` is
+    the downsampling factor along (height, width), e.g. (1, 2) for a 1xW signal."""
 
-    def __init__(self, c_in: int, c_out: int, *, dropout: float, downsample: str | None, batch_norm: bool):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        *,
+        dropout: float,
+        downsample: str | None,
+        batch_norm: bool,
+        stride: tuple[int, int] = (2, 2),
+    ):
         layers: list[nn.Module] = []
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         if downsample == "maxpool":
-            layers.append(nn.MaxPool2d(2, ceil_mode=True))
-        stride = 2 if downsample == "stride" else 1
-        layers.append(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=not batch_norm))
+            layers.append(nn.MaxPool2d(stride, ceil_mode=True))
+        conv_stride = stride if downsample == "stride" else (1, 1)
+        layers.append(nn.Conv2d(c_in, c_out, 3, stride=conv_stride, padding=1, bias=not batch_norm))
         if batch_norm:
             layers.append(nn.BatchNorm2d(c_out))
         layers.append(nn.ReLU(inplace=True))
@@ -91,15 +103,16 @@ class ConvBlock(nn.Sequential):
 
 
 class Residual(nn.Module):
-    """`body(x) + shortcut(x)`; the shortcut is a strided 1x1 conv when shape changes, else identity."""
+    """`body(x) + shortcut(x)`; the shortcut is a 1x1 conv with the body's total `stride` (height, width) when
+    the shape changes, else identity."""
 
-    def __init__(self, body: nn.Sequential, c_in: int, c_out: int, downsamples: int):
+    def __init__(self, body: nn.Sequential, c_in: int, c_out: int, stride: tuple[int, int]):
         super().__init__()
         self.body = body
         self.shortcut: nn.Module = (
             nn.Identity()
-            if c_in == c_out and downsamples == 0
-            else nn.Conv2d(c_in, c_out, 1, stride=2**downsamples, bias=False)
+            if c_in == c_out and stride == (1, 1)
+            else nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,6 +134,7 @@ class ConvNet(nn.Module):
                 dropout=layout.dropout[i],
                 downsample=mode if layout.downsample[i] else None,
                 batch_norm=layout.batch_norm[i],
+                stride=layout.strides[i],
             )
             for i, c in enumerate(layout.channels)
         ]
@@ -131,7 +145,9 @@ class ConvNet(nn.Module):
             if i in groups:
                 last = groups[i]
                 body = nn.Sequential(*blocks[i : last + 1])
-                stages.append(Residual(body, c_in[i], layout.channels[last], sum(layout.downsample[i : last + 1])))
+                group = layout.strides[i : last + 1]
+                stride = (math.prod(s[0] for s in group), math.prod(s[1] for s in group))
+                stages.append(Residual(body, c_in[i], layout.channels[last], stride))
                 i = last + 1
             else:
                 stages.append(blocks[i])

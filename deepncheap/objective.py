@@ -156,12 +156,13 @@ class BaselineFailed(Exception):
 
 
 def measure_baselines(
-    space: SearchSpace, dataset: Dataset, executor: Executor, *, penalty: str, seed: int
+    space: SearchSpace, dataset: Dataset, executor: Executor, *, penalty: str, seed: int, augment: bool = False
 ) -> Baselines:
     """Parameter count of the space's largest network (built on the meta device, no memory used) and, for
     the time penalty, the time per epoch of the space's reference config measured as the trials will run:
     on every slot of the executor at once (the median of them), so that side-by-side trials are compared
-    with a baseline that shared the machine alike; and its modelled epoch, with the measure that ranks.
+    with a baseline that shared the machine alike (and augmented its batches as they do); and its modelled
+    epoch, with the measure that ranks.
     KeyboardInterrupt when a stop is requested meanwhile."""
     import torch
 
@@ -172,7 +173,8 @@ def measure_baselines(
         largest = build_model(space.largest_config(), dataset.input_shape, dataset.num_outputs)
     n_params = sum(p.numel() for p in largest.parameters())
     if penalty == "time":
-        task = TrialTask(-1, space.time_reference_config(), trial_seed(seed, "baseline", 0), BASELINE_EPOCHS)
+        reference = space.time_reference_config()
+        task = TrialTask(-1, reference, trial_seed(seed, "baseline", 0), BASELINE_EPOCHS, augment)
         for slot in range(executor.slots):
             executor.submit(replace(task, trial_id=-1 - slot))
         outcomes = [executor.next_outcome(lambda *_: False) for _ in range(executor.slots)]

@@ -31,7 +31,13 @@ def predict_file(run_dir: str | Path, *, data: str | Path, final: bool = False, 
     classification = preprocessing.task == "classification"
     if proba and not classification:
         raise SettingsError("--proba needs a classification run; this run is a regression, leave --proba out")
-    x = read_samples(data, target=result.settings.get("target"), n_features=math.prod(preprocessing.input_shape))
+    settings = result.settings
+    x = read_samples(
+        data,
+        left_out=(settings.get("target"), *settings.get("drop", ())),
+        delimiter=settings.get("delimiter"),
+        n_features=math.prod(preprocessing.input_shape),
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if not classification:
@@ -46,8 +52,14 @@ def predict_file(run_dir: str | Path, *, data: str | Path, final: bool = False, 
     return buffer.getvalue()
 
 
-def read_samples(path: str | Path, *, target: str | None = None, n_features: int | None = None) -> np.ndarray:
-    """The samples of a .npy, .npz or .csv file (a CSV without its `target` column, checked to hold
+def read_samples(
+    path: str | Path,
+    *,
+    left_out: tuple[str | None, ...] = (),
+    delimiter: str | None = None,
+    n_features: int | None = None,
+) -> np.ndarray:
+    """The samples of a .npy, .npz or .csv file (a CSV without the `left_out` columns, checked to hold
     `n_features` feature columns); a DataError naming the file when it cannot be read."""
     path = Path(path).expanduser()
     if path.is_dir():
@@ -56,7 +68,7 @@ def read_samples(path: str | Path, *, target: str | None = None, n_features: int
         raise DataError(f"file not found: {path}; check the path given to --data")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return _read_csv(path, target, n_features)
+        return _read_csv(path, left_out, delimiter, n_features)
     if suffix not in (".npy", ".npz"):
         raise DataError(f"unsupported file type '{path.suffix}' for {path}; use a .npy, .npz or .csv file")
     try:
@@ -82,14 +94,18 @@ def _npz_key(path: Path, keys: list[str]) -> str:
     raise DataError(f"{path} holds arrays {', '.join(keys) or '(none)'}; name the samples' array 'x'")
 
 
-def _read_csv(path: Path, target: str | None, n_features: int | None) -> np.ndarray:
-    """The feature columns of a CSV with a header row, as float32; the target column is dropped."""
-    header, rows = read_csv_rows(path)
+def _read_csv(
+    path: Path, left_out: tuple[str | None, ...], delimiter: str | None, n_features: int | None
+) -> np.ndarray:
+    """The feature columns of a CSV with a header row, as float32; the target (and dropped) columns are
+    left out."""
+    header, rows = read_csv_rows(path, delimiter)
     if all(_is_number(name) for name in header):
         raise DataError(f"{path} has no header row (its first row is numbers); add the column names first")
-    columns = [i for i, name in enumerate(header) if name != target]
+    columns = [i for i, name in enumerate(header) if name not in left_out]
     if n_features is not None and len(columns) != n_features:
-        besides = f" besides '{target}'" if target else ""
+        named = [name for name in left_out if name]
+        besides = f" besides {', '.join(repr(n) for n in named)}" if named else ""
         raise DataError(
             f"{path} has {len(columns)} feature columns{besides} but the model takes {n_features}; "
             "give the feature columns of the training data"

@@ -20,6 +20,9 @@ def data_options(settings: SearchSettings) -> dict[str, Any]:
         "val_split": settings.val_split,
         "image_shape": settings.image_shape,
         "target": settings.target,
+        "delimiter": settings.delimiter,
+        "drop": settings.drop,
+        "impute": settings.impute,
         "data_dir": settings.data_dir,
     }
 
@@ -42,7 +45,9 @@ def reload_dataset(stored: dict[str, Any], settings: SearchSettings, run_dir: Pa
             "this run was made on in-memory arrays; pass the same arrays again, e.g. "
             f"deepncheap.resume({str(run_dir)!r}, data=(X, y))"
         )
-    dataset = load_dataset(stored["data_source"] if data is None else data, **data_options(settings))
+    # (the task the run was made with, whatever this version would infer from the targets)
+    options = data_options(settings) | {"task": stored.get("task") or settings.task}
+    dataset = load_dataset(stored["data_source"] if data is None else data, **options)
     now, then = dataset.summary(), stored["data"]
     differ = sorted(k for k in then if k != "name" and now.get(k) != then[k])
     if differ:

@@ -79,7 +79,11 @@ def existing_run(run_dir: str | Path) -> Iterator[Path]:
 
 
 def check_run(run_dir: Path) -> None:
-    """OutputError when `run_dir` holds no store, or one whose creation was cut short."""
+    """OutputError when `run_dir` does not exist, holds no store, or one whose creation was cut short."""
+    if not run_dir.exists():
+        raise OutputError(f"{run_dir} does not exist; give the directory of a run made by dnc search")
+    if not run_dir.is_dir():
+        raise OutputError(f"{run_dir} is a file, not a run directory; give the directory of a run made by dnc search")
     try:
         RunStore.open(run_dir).close()
     except FileNotFoundError:

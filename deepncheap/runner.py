@@ -46,6 +46,7 @@ class _Running:
     """A trial handed to the executor."""
 
     task: TrialTask
+    stage: str
     started: float
     epochs: list[EpochReport] = field(default_factory=list)
     losses: int = 0  # how often its worker died under it
@@ -66,6 +67,7 @@ class Runner:
     stop: threading.Event
     deadline: float | None = None  # time.monotonic() after which no trial starts
     stop_rule: StopRule | None = None
+    augment: bool = False  # trials augment their training batches (`train.augment_batch`)
     running: dict[int, _Running] = field(default_factory=dict)
     best: Trial | None = None
 
@@ -125,9 +127,13 @@ class Runner:
             concurrent=len(self.running) + 1,
             threads=self.executor.threads,
         )
+        epochs = self.context.settings.epochs
         seed = trial_seed(self.context.settings.seed, proposal.stage, proposal.index)
-        task = TrialTask(trial_id, proposal.config, seed, self.context.settings.epochs)
-        self.running[trial_id] = _Running(task, time.perf_counter())
+        task = TrialTask(trial_id, proposal.config, seed, epochs, self.augment)
+        self.progress.trial_started(
+            trial_id, stage=proposal.stage, index=proposal.index, config=proposal.config, epochs=epochs
+        )
+        self.running[trial_id] = _Running(task, proposal.stage, time.perf_counter())
         self.executor.submit(task)
 
     def on_epoch(self, trial_id: int, report: EpochReport) -> bool:
@@ -136,6 +142,13 @@ class Runner:
         if running is None:  # a baseline measurement or a retraining
             return False
         running.epochs.append(report)
+        self.progress.trial_epoch(
+            trial_id,
+            epoch=report.epoch,
+            val_score=report.val_score,
+            val_loss=report.val_loss,
+            epoch_time_s=report.epoch_time_s,
+        )
         self.store.add_epoch(
             EpochRecord(trial_id, report.epoch, report.val_score, report.val_loss, report.epoch_time_s)
         )
@@ -168,6 +181,7 @@ class Runner:
         """Record the trials still running as `interrupted` (the search stops at once; they run again on resume)."""
         for trial_id, running in self.running.items():
             self.store.finish_trial(trial_id, status="interrupted", wall_s=time.perf_counter() - running.started)
+            self.progress.trial_interrupted(trial_id, running.stage)
         self.running.clear()
 
     def _record(self, outcome: TrialOutcome) -> None:
@@ -178,6 +192,7 @@ class Runner:
         trial_id, device = outcome.trial_id, outcome.device
         if outcome.status == "interrupted":
             self.store.finish_trial(trial_id, status="interrupted", wall_s=wall_s, device=device)
+            self.progress.trial_interrupted(trial_id, running.stage)
             self.stop.set()
             return
         if outcome.measured is None:
@@ -221,7 +236,7 @@ class Runner:
     def train_again(self, trial: Trial) -> TrialMeasurements:
         """Train a recorded trial again with its seed (nothing else may be running): its weights."""
         seed = trial_seed(self.context.settings.seed, trial.stage, trial.stage_index)
-        self.executor.submit(TrialTask(-1, trial.config, seed, self.context.settings.epochs))
+        self.executor.submit(TrialTask(-1, trial.config, seed, self.context.settings.epochs, self.augment))
         outcome = self.executor.next_outcome(lambda *_: False)
         if outcome.measured is None:
             raise SearchFailedError(f"retraining trial #{trial.trial_id} failed: {outcome.error or outcome.status}")

@@ -10,6 +10,8 @@ process never stop each other.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from deepncheap.executors import Executor, create_executor, opened
 from deepncheap.history import History, every_trial_failed
 from deepncheap.methods import MethodContext, method_for, planned_trials
 from deepncheap.objective import BASELINE_EPOCHS, BaselineFailed, Baselines, Scorer, measure_baselines
-from deepncheap.progress import SearchProgress
+from deepncheap.progress import EventSink, SearchProgress
 from deepncheap.report.noted import write_report_noted
 from deepncheap.run_data import data_options, reload_dataset, source_name
 from deepncheap.runner import BudgetReached, Runner, StopRule
@@ -36,13 +38,18 @@ from deepncheap.settings import SearchSettings, parse_duration
 from deepncheap.space import SearchSpace
 from deepncheap.stopping import active_stop_event
 from deepncheap.store import RunStore
-from deepncheap.train import process_state_kept
+from deepncheap.train import process_state_kept, uses_augmentation
 from deepncheap.trial import resolve_device
 
 __all__ = ["SearchResult", "load_run", "resume", "search"]
 
 log = logging.getLogger("deepncheap")
+SMALL_VALIDATION = 100  # fewer validation rows than this: the run warns that its accuracies are coarse
 SCRATCH = ".data"  # the run's scratch folder (data files of worker processes), removed when the driver ends
+AUGMENT_NOTE = (
+    "augmentation: every training batch is randomly cropped (images padded by 4 pixels) and flipped "
+    "left-right; --augment off turns it off"
+)
 
 
 def search(
@@ -52,20 +59,24 @@ def search(
     overwrite: bool = False,
     time_budget: str | float | None = None,
     verbose: bool = True,
+    on_event: EventSink | None = None,
     report: bool = True,
     **options: Any,
 ) -> SearchResult:
     """Search configs on `data`, minimizing log10(f_p + wc * f_c); `options` are `SearchSettings` fields
     (network, wc, penalty, method, max_trials, epochs, seed, ...). Writes the run directory `out`
-    (`overwrite` replaces a run already there) and, with `report`, its report at the end (`report.write_report`).
-    `time_budget` (seconds, or '30m', '2h') stops the search once spent, after the trials in progress; a
-    stopped search is continued by `resume`."""
+    (`overwrite` replaces a run already there). `time_budget` (seconds, or '30m', '2h') stops the search
+    once spent, after the trials in progress; a stopped search is continued by `resume`. `verbose` shows
+    progress on stderr; `on_event` receives every event of the search as a JSON-safe dict (`progress.EVENTS`:
+    search_started, stage_changed, trial_started, epoch, trial_ended, search_ended); with `report`, the run's
+    report is written at the end (`report.write_report`)."""
     settings = SearchSettings.from_options(**options)
     time_budget_s = parse_duration(time_budget)
     device = _check_device(settings.device)
     space = SearchSpace.create(settings.network, settings.space)
     with _process_state() as stop, opened(create_executor(settings, device, stop)) as executor:
         dataset = load_dataset(data, **data_options(settings))  # (the executor's workers start meanwhile)
+        augmented = uses_augmentation(settings.augment, dataset.input_shape)
         space, bounded = space.bounded_by_training_set(len(dataset.y_train))
         default = rundir.default_run_name(dataset.name, settings.network)
         with rundir.new_run(out, default, overwrite=overwrite) as run_dir:
@@ -75,16 +86,18 @@ def search(
                 "data": dataset.summary(),
                 "data_source": source_name(data),
                 "task": dataset.task,
+                "augmented": augmented,  # (what --augment meant for these data: kept on resume)
                 "slots": executor.slots,  # trials at once: kept on resume, wherever it runs
                 "threads": executor.threads,  # each trial's torch threads: kept on resume
                 "space": space.to_dict(),
             }
             with RunStore.create(run_dir, stored) as store:
                 store.put("preprocessing", dataset.preprocessing().to_dict())
-                if bounded:
-                    store.log(bounded)
+                notes = [*dataset.notes, *([bounded] if bounded else []), *([AUGMENT_NOTE] if augmented else [])]
+                for note in [*notes, *data_lines(dataset)[1:]]:  # (and the small-validation warning)
+                    store.log(note)
                 run = OpenRun(store, run_dir, settings, space, dataset, executor, stop)
-                return _drive(run, time_budget_s, verbose, report=report, notes=[bounded] if bounded else [])
+                return _drive(run, time_budget_s, verbose, notes=notes, on_event=on_event, report=report)
 
 
 def resume(
@@ -94,20 +107,27 @@ def resume(
     max_trials: int | None = None,
     time_budget: str | float | None = None,
     verbose: bool = True,
+    on_event: EventSink | None = None,
     report: bool = True,
 ) -> SearchResult:
     """Continue the search stored in `run_dir` with its settings and seed, training no finished trial again;
     trials that were running when it stopped are run again. `data` is needed only when the search ran on
     in-memory arrays (or its file moved); `max_trials` replaces the stored cap, and extends a finished
     search that made fewer trainings (`dnc`: more BO steps in its training stage; random/Sobol: more points);
-    `time_budget` and `report` as in `search`. A finished search is otherwise returned as it is."""
+    `time_budget`, `verbose`, `on_event` and `report` as in `search`. A finished search is otherwise
+    returned as it is."""
     time_budget_s = parse_duration(time_budget)
     with rundir.existing_run(run_dir) as path, RunStore.open(path, readonly=False) as store:
         stored = store.settings
         if store.state["state"] == "finished" and max_trials is None:
-            if verbose:
-                SearchProgress(0).note(f"the search in {path} has already finished; nothing to resume")
-            return load_run(path)
+            progress = SearchProgress(0, enabled=verbose, on_event=on_event)
+            progress.note(f"the search in {path} has already finished; nothing to resume")
+            result = load_run(path)
+            best = {"trial_id": result.trial_id, "stage": result.stage, "config": result.best_config}
+            progress.search_ended(
+                run_dir=str(path), state="finished", reason=None, best=best | {"metrics": result.metrics}
+            )
+            return result
         changes: dict[str, Any] = {"workers": stored.get("slots", stored.get("workers"))}
         if max_trials is not None:
             changes["max_trials"] = max_trials
@@ -125,7 +145,7 @@ def resume(
             torch.set_num_threads(int(stored["threads"]))
             store.mark_interrupted()
             run = OpenRun(store, path, settings, space, dataset, executor, stop)
-            return _drive(run, time_budget_s, verbose, report=report)
+            return _drive(run, time_budget_s, verbose, on_event=on_event, report=report)
 
 
 @contextmanager
@@ -150,73 +170,122 @@ class OpenRun:
 
 
 def _drive(
-    run: OpenRun, time_budget_s: float | None, verbose: bool, *, report: bool, notes: list[str] | None = None
+    run: OpenRun,
+    time_budget_s: float | None,
+    verbose: bool,
+    notes: list[str] | None = None,
+    on_event: EventSink | None = None,
+    report: bool = True,
 ) -> SearchResult:
     """Run (or go on with) the method on an open store, record how it ended and write the outputs, then
     (with `report`) the report. Any exception leaves the run in a state that says what happened (never
     `running`)."""
+    context = MethodContext(run.settings, run.space, run.dataset.input_shape)
+    with SearchProgress(planned_trials(context), enabled=verbose, on_event=on_event) as progress:
+        try:
+            _run_method(run, context, progress, time_budget_s, notes or [])
+            if report:
+                write_report_noted(run.run_dir, progress.note)
+        finally:
+            _report_end(run, progress)
+    return load_run(run.run_dir)
+
+
+def _report_end(run: OpenRun, progress: SearchProgress) -> None:
+    """The search_ended event: how the run stands now, and its best trial so far (best.json)."""
+    with contextlib.suppress(Exception):  # (a report never hides the error that ended the search)
+        best_path = run.run_dir / artifacts.BEST_JSON
+        best = json.loads(best_path.read_text()) if best_path.is_file() else None
+        state = run.store.state
+        progress.search_ended(
+            run_dir=str(run.run_dir),
+            state=state["state"],
+            reason=state.get("reason"),
+            best={k: best[k] for k in ("trial_id", "stage", "config", "metrics")} if best else None,
+        )
+
+
+def data_lines(dataset: Dataset) -> list[str]:
+    """What the run says of its data at its start: the split sizes, and a warning when the validation split
+    is too small for its accuracies to rank configs finely."""
+    summary = dataset.summary()
+    n_val = summary["n_val"]
+    lines = [f"data: {dataset.name}, {summary['n_train']} train / {n_val} val / {summary['n_test']} test rows"]
+    if n_val < SMALL_VALIDATION:
+        what = (
+            f"validation accuracies are coarse (steps of 1/{n_val} = {1 / n_val:.3f})"
+            if dataset.task == "classification"
+            else "validation losses are noisy"
+        )
+        lines.append(
+            f"warning: the validation split has only {n_val} rows, so {what}; a larger --val-split or more "
+            "data make them finer"
+        )
+    return lines
+
+
+def _run_method(
+    run: OpenRun, context: MethodContext, progress: SearchProgress, time_budget_s: float | None, notes: list[str]
+) -> None:
+    """The run's life between its start and its end state (`_drive`): the executor gets the data, the
+    baselines are measured (or read), the runner drives the method; raises what stopped it early."""
     store, run_dir, settings = run.store, run.run_dir, run.settings
     started = time.monotonic()
     store.set_state("running")
-    context = MethodContext(settings, run.space, run.dataset.input_shape)
-    with SearchProgress(planned_trials(context), enabled=verbose) as progress:
-        progress.note(f"run directory: {run_dir}")
-        for note in notes or []:
-            progress.note(note)
-        runner: Runner | None = None
-        try:
-            run.executor.load(run.dataset, run_dir / SCRATCH)
-            if run.executor.slots > 1:
-                progress.note(
-                    f"{run.executor.slots} trials at once ({settings.executor}, {run.executor.threads} thread(s) each)"
-                )
-            runner = Runner(
-                store=store,
-                executor=run.executor,
-                context=context,
-                scorer=_scorer(run, progress),
-                run_dir=run_dir,
-                progress=progress,
-                stop=run.stop,
-                deadline=None if time_budget_s is None else started + time_budget_s,
-                stop_rule=run.stop_rule,
+    progress.note(f"run directory: {run_dir}")
+    for note in [*data_lines(run.dataset), *notes]:
+        progress.note(note)
+    runner: Runner | None = None
+    try:
+        run.executor.load(run.dataset, run_dir / SCRATCH)
+        if run.executor.slots > 1:
+            progress.note(
+                f"{run.executor.slots} trials at once ({settings.executor}, {run.executor.threads} thread(s) each)"
             )
-            progress.resumed(store.trials())
-            runner.run(method_for(settings.method))
-            state, reason = "finished", None
-        except BudgetReached as stop:
-            state, reason = "stopped", str(stop)
-        except KeyboardInterrupt:
-            if runner is not None:
-                runner.abandon_running()
-                _write_outputs(run, runner, retrain_weights=False)
-            store.set_state("interrupted", "Ctrl-C or SIGTERM")
-            raise SearchInterrupted(run_dir) from None
-        except SearchFailedError as exc:
-            artifacts.write_trials_csv(store, run_dir)
-            store.set_state("failed", str(exc))
-            raise
-        except BaseException as exc:
-            store.set_state("failed", f"internal error ({type(exc).__name__}: {exc})")
-            raise
-        assert runner is not None
-        best = runner.best
-        if best is None:
-            if state == "stopped":
-                store.set_state(state, reason)
-                raise SearchStopped(
-                    f"stopped by {reason} before any trial completed; continue with: dnc resume {run_dir}"
-                )
-            message = every_trial_failed("every trial", store.trials())
-            store.set_state("failed", message)
-            raise SearchFailedError(message)
-        _write_outputs(run, runner, retrain_weights=True)
-        store.set_state(state, reason)
-        if report:
-            write_report_noted(run_dir, progress.note)
+        runner = Runner(
+            augment=bool(store.settings.get("augmented", False)),  # (runs before step 7 never augmented)
+            store=store,
+            executor=run.executor,
+            context=context,
+            scorer=_scorer(run, progress),
+            run_dir=run_dir,
+            progress=progress,
+            stop=run.stop,
+            deadline=None if time_budget_s is None else started + time_budget_s,
+            stop_rule=run.stop_rule,
+        )
+        progress.resumed(store.trials())
+        progress.started(run_dir=str(run_dir), data=run.dataset.summary())
+        runner.run(method_for(settings.method))
+        state, reason = "finished", None
+    except BudgetReached as stop:
+        state, reason = "stopped", str(stop)
+    except KeyboardInterrupt:
+        if runner is not None:
+            runner.abandon_running()
+            _write_outputs(run, runner, retrain_weights=False)
+        store.set_state("interrupted", "Ctrl-C or SIGTERM")
+        raise SearchInterrupted(run_dir) from None
+    except SearchFailedError as exc:
+        artifacts.write_trials_csv(store, run_dir)
+        store.set_state("failed", str(exc))
+        raise
+    except BaseException as exc:
+        store.set_state("failed", f"internal error ({type(exc).__name__}: {exc})")
+        raise
+    assert runner is not None
+    best = runner.best
+    if best is None:
         if state == "stopped":
-            progress.note(f"stopped by {reason}; continue with: dnc resume {run_dir}")
-    return load_run(run_dir)
+            store.set_state(state, reason)
+            raise SearchStopped(f"stopped by {reason} before any trial completed; continue with: dnc resume {run_dir}")
+        message = every_trial_failed("every trial", store.trials())
+        store.set_state("failed", message)
+        raise SearchFailedError(message)
+    _write_outputs(run, runner, retrain_weights=True)
+    store.set_state(state, reason)
+    if state == "stopped":
+        progress.note(f"stopped by {reason}; continue with: dnc resume {run_dir}")
 
 
 def _scorer(run: OpenRun, progress: SearchProgress) -> Scorer:
@@ -229,7 +298,12 @@ def _scorer(run: OpenRun, progress: SearchProgress) -> Scorer:
         start = time.perf_counter()
         try:
             measured = measure_baselines(
-                run.space, run.dataset, run.executor, penalty=settings.penalty, seed=settings.seed
+                run.space,
+                run.dataset,
+                run.executor,
+                penalty=settings.penalty,
+                seed=settings.seed,
+                augment=bool(store.settings.get("augmented", False)),
             )
         except BaselineFailed as exc:
             raise SearchFailedError(

@@ -11,6 +11,7 @@ from typing import Any
 from deepncheap.bo import BO_MODES
 from deepncheap.errors import SettingsError
 from deepncheap.objective import PENALTIES
+from deepncheap.sources import IMPUTE
 from deepncheap.space import NETWORKS, SAMPLING_METHODS, is_int, is_number
 
 # CPU-friendly default (the reference trains 100 epochs per trial on a GPU); see the README.
@@ -18,6 +19,7 @@ DEFAULT_EPOCHS = 20
 DEFAULT_MAX_TRIALS = 30  # for random/Sobol searches; the Deep-n-Cheap method's budget is its stage sizes
 METHODS = ("dnc", *SAMPLING_METHODS)
 EXECUTORS = ("serial", "processes", "ray")
+AUGMENT = ("auto", "on", "off")  # random crops and flips of training batches; auto: on for 3x32x32 images
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,10 @@ class SearchSettings:
     size each Bayesian-optimization stage; `bo_mode` is `default` or `reference` (see docs/method.md). `executor`
     (`serial`, `processes`, `ray`) runs `workers` trials at once (None: as many as the CPUs allow), each
     asking `cpus_per_trial` CPUs and `gpus_per_trial` GPUs (None: 1 where there are GPUs); `ray_address`
-    names a running Ray cluster. `workers` > 1 without an executor means `processes`.
+    names a running Ray cluster. `workers` > 1 without an executor means `processes`. `target`, `delimiter`
+    and `drop` read a CSV file (its label column, its delimiter when not sniffed, columns to leave out);
+    `impute` (`mean`, `median`, `drop`) deals with missing feature values, which are refused otherwise;
+    `augment` (`auto`, `on`, `off`; a bool works too) crops and flips training batches of images.
     """
 
     network: str = "cnn"
@@ -44,6 +49,10 @@ class SearchSettings:
     val_split: float = 0.2
     image_shape: tuple[int, int, int] | None = None
     target: str | None = None
+    delimiter: str | None = None
+    drop: tuple[str, ...] = ()
+    impute: str | None = None
+    augment: str = "auto"
     data_dir: str | None = None
     space: dict[str, Any] | None = None
     device: str = "auto"
@@ -67,6 +76,12 @@ class SearchSettings:
         if unknown:
             raise SettingsError(f"unknown option '{unknown[0]}'; use one of: {', '.join(sorted(known))}")
         given = {k: v for k, v in options.items() if v is not None}  # None: the default
+        if isinstance(given.get("augment"), bool):
+            given["augment"] = "on" if given["augment"] else "off"
+        if isinstance(given.get("drop"), str):  # "id,name" as on the command line
+            given["drop"] = [name.strip() for name in given["drop"].split(",")]
+        if isinstance(given.get("drop"), (list, tuple)):
+            given["drop"] = tuple(given["drop"])
         if "executor" not in given and is_int(given.get("workers")) and given["workers"] > 1:
             given["executor"] = "processes"
         settings = cls(**given)
@@ -116,6 +131,14 @@ class SearchSettings:
         shape = self.image_shape
         if shape is not None and (len(shape) != 3 or not all(is_int(d) and d > 0 for d in shape)):
             raise SettingsError(f"image_shape must be three positive integers (C, H, W), got {shape!r}")
+        if self.delimiter is not None and (not isinstance(self.delimiter, str) or len(self.delimiter) != 1):
+            raise SettingsError(f"--delimiter must be one character, got {self.delimiter!r}; e.g. --delimiter ';'")
+        if not isinstance(self.drop, tuple) or not all(isinstance(name, str) and name for name in self.drop):
+            raise SettingsError(f"--drop takes column names, got {self.drop!r}; e.g. --drop id,name")
+        if self.augment not in AUGMENT:
+            raise SettingsError(f"unknown --augment '{self.augment}'; use one of: {', '.join(AUGMENT)}")
+        if self.impute is not None and self.impute not in IMPUTE:
+            raise SettingsError(f"unknown --impute '{self.impute}'; use one of: {', '.join(IMPUTE)}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise SettingsError(f"unknown device '{self.device}'; use auto, cpu or cuda")
 
@@ -140,6 +163,7 @@ class SearchSettings:
         """JSON-safe form, stored with the run."""
         values = asdict(self)
         values["image_shape"] = list(self.image_shape) if self.image_shape else None
+        values["drop"] = list(self.drop)
         values["data_dir"] = str(Path(self.data_dir).expanduser().resolve()) if self.data_dir else None
         return values
 

@@ -4,7 +4,9 @@ with `--wc`, the trial each weight would choose and the Pareto front (the rows t
 
 from __future__ import annotations
 
+import itertools
 import math
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,58 +29,139 @@ def open_run(run_dir: str | Path) -> RunStore:
 
 
 def summarize_config(config: dict[str, Any]) -> str:
-    """A short human form of a config: layers, then the training hyperparameters."""
+    """A short form of a config: layers, then the training hyperparameters; e.g. `L5 16-32x2-64x2 pool bn.75
+    do.5 sc2 lr3e-3 wd1e-5 b64` (channels per layer, `x2`: two layers alike) or `H2 256-64 do.2 lr1e-3 wd0 b64`."""
     if config.get("network") == "cnn":
-        layers = f"conv {'-'.join(map(str, config['channels']))} {config['downsampling']}"
-        layers += f" bn{config['bn_frac']:g} do{config['do_frac']:g} sc{config['shortcut_every']}"
+        do = f" do{_fraction(config['do_frac'])}" if config["do_frac"] else ""
+        sc = f" sc{config['shortcut_every']}" if config["shortcut_every"] else ""
+        pool = "pool" if config["downsampling"] == "maxpool" else config["downsampling"]
+        layers = (
+            f"L{len(config['channels'])} {_runs(config['channels'])} {pool} bn{_fraction(config['bn_frac'])}{do}{sc}"
+        )
     else:
-        layers = f"mlp {'-'.join(map(str, config['hidden_nodes'])) or 'linear'} do{config['drop_prob']:g}"
-    return f"{layers} lr {config['lr']:.2g} wd {config['weight_decay']:.2g} bs {config['batch_size']}"
+        nodes = config["hidden_nodes"]
+        do = f" do{_fraction(config['drop_prob'])}" if nodes and config["drop_prob"] else ""
+        layers = f"H{len(nodes)} {_runs(nodes) if nodes else 'linear'}{do}"
+    training = f"lr{_number(config['lr'])} wd{_number(config['weight_decay'])} b{config['batch_size']}"
+    return f"{layers} {training}"
 
 
-def trials_table(trials: list[Trial], *, title: str = "trials") -> Table:
-    table = Table(title=title, title_justify="left")
-    for name in (
-        "id",
-        "stage",
-        "status",
-        "objective",
-        "val acc",
-        "val loss",
-        "params",
-        "FLOPs",
-        "s/epoch",
-        "noise",
-        "wall s",
-        "config",
-    ):
-        table.add_column(name, justify="left" if name in ("stage", "status", "config") else "right")
+def _runs(widths: list[int]) -> str:
+    """[32, 64, 64, 128] -> '32-64x2-128'."""
+    parts: list[str] = []
+    for width, group in itertools.groupby(widths):
+        count = len(list(group))
+        parts.append(f"{width}x{count}" if count > 1 else str(width))
+    return "-".join(parts)
+
+
+def _fraction(value: float) -> str:
+    """0.75 -> '.75', 1.0 -> '1'."""
+    text = f"{value:g}"
+    return text[1:] if text.startswith("0.") else text
+
+
+def _number(value: float) -> str:
+    """0.003 -> '3e-3', 0.0125 -> '1.2e-2', 0 -> '0'."""
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+# The table's columns, and how long each stays when the terminal is narrow (the lowest go first); the
+# config column takes the rest of the width (at least CONFIG_MIN_WIDTH), wrapped over several lines.
+COLUMN_PRIORITY = {
+    "id": 9,
+    "stage": 5,
+    "status": 8,
+    "objective": 9,
+    "val acc": 7,
+    "val loss": 7,
+    "params": 4,
+    "FLOPs": 1,
+    "s/epoch": 4,
+    "noise": 0,
+    "wall s": 2,
+}
+CONFIG_MIN_WIDTH = 24
+COLUMN_GAP = 2
+
+
+def trials_table(trials: list[Trial], *, title: str = "trials", width: int = 100, penalty: str = "time") -> Table:
+    """The trials, one row each, in `width` columns: at narrow widths the columns that matter least go first
+    (noise, FLOPs, wall time, the cross-entropy of a classification), and the config wraps."""
 
     def fmt(value: float | None, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
-    for t in trials:
-        table.add_row(
-            str(t.trial_id),
-            t.stage,
-            t.status,
-            fmt(t.objective, "+.4f"),
-            fmt(t.val_accuracy, ".4f"),
-            fmt(t.val_loss, ".4g"),
-            human_count(t.n_params),
-            human_count(t.flops),
-            fmt(t.time_per_epoch_s, ".3f"),
-            fmt(t.time_noise, ".0%"),
-            fmt(t.wall_s, ".1f"),
-            summarize_config(t.config) if t.status != "failed" else (t.error or "")[:80],
-        )
+    rows = [
+        {
+            "id": str(t.trial_id),
+            "stage": t.stage,
+            "status": t.status,
+            "objective": fmt(t.objective, "+.4f"),
+            "val acc": fmt(t.val_accuracy, ".4f"),
+            "val loss": fmt(t.val_loss, ".4g"),
+            "params": human_count(t.n_params),
+            "FLOPs": human_count(t.flops),
+            "s/epoch": fmt(t.time_per_epoch_s, ".3f"),
+            "noise": fmt(t.time_noise, ".0%"),
+            "wall s": fmt(t.wall_s, ".1f"),
+        }
+        for t in trials
+    ]
+    priority = dict(COLUMN_PRIORITY)
+    priority["params" if penalty == "params" else "s/epoch"] = 6  # the cost the search weighs
+    if any(t.val_accuracy is not None for t in trials):
+        priority["val loss"] = 3  # (the cross-entropy, next to the accuracy)
+    else:
+        del priority["val acc"]  # (regression)
+    natural = {name: max([len(name), *(len(row[name]) for row in rows)]) for name in priority}
+    shown = list(priority)
+
+    def config_width() -> int:
+        return width - sum(natural[name] + COLUMN_GAP for name in shown)
+
+    while len(shown) > 1 and config_width() < CONFIG_MIN_WIDTH:
+        shown.remove(min(shown, key=lambda name: priority[name]))
+    config_width_ = max(config_width(), CONFIG_MIN_WIDTH)
+
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False, padding=(0, COLUMN_GAP // 2))
+    for name in shown:
+        table.add_column(name, justify="left" if name in ("stage", "status") else "right", no_wrap=True)
+    table.add_column("config", justify="left", overflow="fold", max_width=config_width_)
+    for t, row in zip(trials, rows, strict=True):
+        table.add_row(*(row[name] for name in shown), wrap_config(summarize_config(t.config), config_width_))
     return table
+
+
+BREAKS = "-./:,_"  # where a word too long for its line may break (a list of channels, a dotted name)
+
+
+def wrap_config(text: str, width: int) -> str:
+    """`text` in lines of at most `width` characters, broken at spaces, or after one of `BREAKS` inside a
+    word that does not fit (a long list of channels, an exception's module path)."""
+    lines = [""]
+    for word in text.split():
+        while word:
+            gap = 1 if lines[-1] else 0
+            room = width - len(lines[-1]) - gap
+            cut = len(word) if len(word) <= room else max(word.rfind(c, 0, room) for c in BREAKS) + 1
+            if not cut and not lines[-1]:  # not even a piece fits on an empty line
+                cut = width
+            if cut:
+                lines[-1] += " " * gap + word[:cut]
+                word = word[cut:]
+            if word:
+                lines.append("")
+    return "\n".join(lines)
 
 
 def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool = False) -> None:
     """Print the run's settings line, its trials and its best trial; `debug`: failed trials' tracebacks."""
-    # Piped output (a file, a pager, another program) gets whole lines and a table wide enough to read.
-    console = console or Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+    # As wide as the terminal (or $COLUMNS; 100 when piped); long lines and configs wrap.
+    console = console or Console(highlight=False, markup=False, width=shutil.get_terminal_size((100, 24)).columns)
     with open_run(run_dir) as store:
         settings = store.settings
         trials = store.trials()
@@ -92,12 +175,20 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
     console.print(
         f"run {run_dir}: {settings['data']['name']} {settings['network']} w_c={settings['wc']} "
         f"penalty={settings['penalty']} method={settings['method']} epochs={settings['epochs']} "
-        f"seed={settings['seed']}; trials: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none yet")
+        f"seed={settings['seed']}"
     )
-    console.print(f"state: {describe_state(state, holder_pid(Path(run_dir)), run_dir)}")
+    console.print("trials: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none yet"))
+    # (never wrapped: it may end with a command to copy)
+    console.print(f"state: {describe_state(state, holder_pid(Path(run_dir)), run_dir)}", soft_wrap=True)
     if settings["penalty"] == "time" and baselines and baselines.get("time_per_epoch_s") is not None:
         console.print(describe_time_measure(Baselines.from_dict(baselines), trials))
-    console.print(trials_table(trials))
+    console.print(trials_table(trials, width=console.width, penalty=settings["penalty"]))
+    errors: dict[str, list[int]] = {}
+    for t in trials:
+        if t.status == "failed":
+            errors.setdefault(t.error or "no error recorded", []).append(t.trial_id)
+    for error, ids in errors.items():
+        console.print(f"failed: {', '.join(f'#{i}' for i in ids)}: {error}")
     for trial_id in running:
         reported = [e for e in epochs if e.trial_id == trial_id]
         curve = ", ".join(f"{e.epoch}: {e.val_score or float('nan'):.4g} ({e.epoch_time_s:.3f} s)" for e in reported)

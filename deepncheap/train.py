@@ -1,7 +1,8 @@
 """The trainer, the hot path: fit one model with Adam and report validation per epoch and time per epoch.
 
 Data sits in tensors on the device (moved once per search, `DeviceData`); batches are index slices of a
-shuffled permutation. The clock runs around the training pass only, after a CUDA synchronize. After every
+shuffled permutation; with `augment`, each batch is randomly cropped and flipped there too (`augment_batch`).
+The clock runs around the training pass only, after a CUDA synchronize. After every
 epoch the trainer calls `on_epoch` with an `EpochReport`; the hook answers whether to stop the training
 there (the driver's "stop this trial"), or raises KeyboardInterrupt to abandon it (a stop request).
 """
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from deepncheap.data import Dataset
+from deepncheap.errors import SettingsError
 from deepncheap.timing import epoch_time
 
 LR_DROP_FACTOR = 0.2
@@ -29,6 +31,7 @@ EVAL_BATCH = 2048
 # Held by whatever seeds and draws from the process-wide generators (a trial trained in the driver, and
 # saving or restoring their states): searches in threads of one process then take turns, trial by trial.
 GENERATORS_LOCK = threading.Lock()
+AUGMENT_PAD = 4  # pixels of padding for the random crops of augmentation (as the reference does for CIFAR)
 
 
 class TrialDiverged(RuntimeError):
@@ -135,10 +138,12 @@ def train(
     seed: int,
     on_epoch: EpochHook | None = None,
     keep_best: bool = True,
+    augment: bool = False,
 ) -> TrainResult:
     """Train `model` (already on `data.device`) for `epochs` epochs, calling `on_epoch` after each; raise
     TrialDiverged on a NaN loss. The model ends with the weights of its best validation epoch, or with
-    those of its last epoch when not `keep_best` (a final model; its validation part may then be empty)."""
+    those of its last epoch when not `keep_best` (a final model; its validation part may then be empty).
+    `augment`: random crops and flips of every training batch (images)."""
     device = data.device
     # the functional losses: calling a loss module costs ~10 us per batch (benchmarks/trainer_speed.py)
     loss_fn = nn.functional.cross_entropy if data.task == "classification" else nn.functional.mse_loss
@@ -169,7 +174,8 @@ def train(
             index = order[first : first + batch_size]
             if len(index) < 2 < n:  # a lone sample breaks batch norm; it is seen in other epochs
                 continue
-            loss = loss_fn(model(x[index]), y[index])
+            inputs = augment_batch(x[index], generator) if augment else x[index]
+            loss = loss_fn(model(inputs), y[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -207,6 +213,33 @@ def train(
         stopped=stopped,
         train_losses=train_losses,
     )
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = AUGMENT_PAD) -> torch.Tensor:
+    """Each image of a batch (N, C, H, W) cropped at a random offset from its copy padded by `pad` zero
+    pixels (the mean, as inputs are standardized) and mirrored left-right with probability 1/2: two gathers
+    on the batch's device, with the offsets and flips drawn from `generator` (so a seeded trial repeats)."""
+    n, c, h, w = images.shape
+    device = images.device
+    padded = nn.functional.pad(images, (pad, pad, pad, pad))
+    offsets = torch.randint(0, 2 * pad + 1, (2, n, 1), device=device, generator=generator)
+    flipped = torch.randint(0, 2, (n, 1), device=device, generator=generator).bool()
+    rows = offsets[0] + torch.arange(h, device=device)  # (N, H): the rows each crop takes
+    columns = torch.arange(w, device=device)
+    columns = torch.where(flipped, w - 1 - columns, columns) + offsets[1]  # (N, W), reversed for a flip
+    cropped = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * pad))
+    return cropped.gather(3, columns[:, None, None, :].expand(n, c, h, w))
+
+
+def uses_augmentation(setting: str, input_shape: tuple[int, ...]) -> bool:
+    """Whether trials augment their batches: `on`, or `auto` for 3x32x32 images (the CIFAR shape); `on` needs
+    images (a CNN's (C, H, W) inputs)."""
+    if setting == "on" and len(input_shape) != 3:
+        raise SettingsError(
+            f"--augment on crops and flips images, but the inputs are flat ({input_shape[0]} features); "
+            "use --network cnn (with --image-shape C,H,W for flat data) or leave out --augment"
+        )
+    return setting == "on" or (setting == "auto" and tuple(input_shape) == (3, 32, 32))
 
 
 @torch.no_grad()

@@ -55,8 +55,10 @@ def run_trial(
     epochs: int,
     seed: int,
     on_epoch: EpochHook | None = None,
+    augment: bool = False,
 ) -> TrialMeasurements:
-    """Build, cost and train `config` on `data` for `epochs` epochs with the given seed."""
+    """Build, cost and train `config` on `data` for `epochs` epochs with the given seed (`augment`: random
+    crops and flips of the training batches)."""
     seed_everything(seed)
     model = build_model(config, input_shape, num_outputs).to(data.device)
     n_params = count_parameters(model)
@@ -75,6 +77,7 @@ def run_trial(
         epochs=epochs,
         seed=seed,
         on_epoch=on_epoch,
+        augment=augment,
     )
     return TrialMeasurements(n_params, flops, training, timing.modelled_epoch_s(features))
 
@@ -88,12 +91,14 @@ def resolve_device(device: str) -> torch.device:
 
 @dataclass(frozen=True)
 class TrialTask:
-    """One training to run: the store's trial id (negative for baseline runs), config, seed and epochs."""
+    """One training to run: the store's trial id (negative for baseline runs), config, seed, epochs and
+    whether its batches are augmented."""
 
     trial_id: int
     config: dict[str, Any]
     seed: int
     epochs: int
+    augment: bool = False
 
 
 @dataclass
@@ -130,6 +135,7 @@ def execute(
             epochs=task.epochs,
             seed=task.seed,
             on_epoch=on_epoch,
+            augment=task.augment,
         )
     except KeyboardInterrupt:
         return TrialOutcome(task.trial_id, "interrupted", device=device)

@@ -42,3 +42,18 @@ def write_final_model(run):
     weights = {name: tensor * 0.5 for name, tensor in load_file(run / "best_model.safetensors").items()}
     save_file(weights, run / "final" / "model.safetensors")
     (run / "final" / "final.json").write_text(json.dumps({"trial_id": best["trial_id"], "config": best["config"]}))
+
+
+def instant_trial(config, data, *, input_shape, num_outputs, epochs, seed, on_epoch=None, augment=False):
+    """A stand-in for `trial.run_trial` that trains nothing: the config's model as built, a validation
+    accuracy drawn from the seed, 0.1 s epochs (to monkeypatch where only the search's bookkeeping matters)."""
+    import random
+
+    from deepncheap.models import build_model
+    from deepncheap.train import TrainResult
+    from deepncheap.trial import TrialMeasurements
+
+    model = build_model(config, input_shape, num_outputs)
+    accuracy = random.Random(seed).uniform(0.8, 0.99)
+    result = TrainResult(model, [accuracy] * epochs, 0, accuracy, 0.3, [0.1] * epochs)
+    return TrialMeasurements(sum(p.numel() for p in model.parameters()), 1000, result, 0.1)

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from deepncheap.cli import main
+from deepncheap.store import RunStore
 
 FAST = ["--network", "mlp", "--max-trials", "2", "--epochs", "2", "--penalty", "params", "--quiet"]
 
@@ -63,7 +65,7 @@ BAD_INPUTS = [
     (["--data", "{missing_keys}"], "lacks keys xte, yte"),
     (["--data", "{objects}"], "Python objects"),
     (["--data", "{mismatch}"], "40 samples but y has 30"),
-    (["--data", "{nan}"], "NaN or infinite"),
+    (["--data", "{nan}"], "NaN values (missing); fill them in, or give --impute"),
     (["--data", "{flat1d}"], "1-D"),
     (["--data", "breast_cancer", "--network", "cnn"], "--image-shape"),
     (["--data", "{one_class}"], "at least 2 classes"),
@@ -88,6 +90,12 @@ BAD_INPUTS = [
     (["--space", "{space_broken}"], "not valid YAML"),
     (["--bo-mode", "fast"], "unknown BO mode"),
     (["--method", "grid"], "unknown method"),
+    (["--data", "iris", "--target", "species"], "built-in data set iris, with labels of their own; leave out --target"),
+    (["--data", "{good}", "--target", "label"], "(not a .csv file), with labels of their own"),
+    (["--data", "{csv}", "--target", "label", "--delimiter", ";;"], "--delimiter must be one character"),
+    (["--impute", "zero"], "invalid choice: 'zero'"),
+    (["--augment", "maybe"], "invalid choice: 'maybe'"),
+    (["--data", "iris", "--augment", "on"], "--augment on crops and flips images, but the inputs are flat"),
 ]
 
 
@@ -109,6 +117,68 @@ def test_bad_input_gives_one_line_error_and_exit_2(files, tmp_path, capsys, args
     assert not (out / "best.json").exists() and not out.exists()
 
 
+def test_search_on_a_semicolon_csv(tmp_path, capsys):
+    path = tmp_path / "semi.csv"
+    path.write_text("a;b;label\n" + "".join(f"{i * 0.1:.1f};{i % 3};{i % 2}\n" for i in range(40)))
+    assert main(["search", "--data", str(path), "--target", "label", *FAST, "--out", str(tmp_path / "run")]) == 0
+
+
+def test_search_on_a_csv_without_its_id_column_and_with_a_missing_value(tmp_path, capsys):
+    path = tmp_path / "ids.csv"
+    path.write_text("id,a,b,label\n" + "".join(f"row{i},{i * 0.1:.1f},{i % 5 or ''},{i % 2}\n" for i in range(40)))
+    run = tmp_path / "run"
+    options = ["--target", "label", "--drop", "id", "--impute", "mean", *FAST, "--out", str(run)]
+    assert main(["search", "--data", str(path), *options]) == 0
+    with RunStore.open(run) as store:
+        assert store.settings["drop"] == ["id"] and store.settings["impute"] == "mean"
+        assert store.settings["data"]["input_shape"] == [2]
+        assert any(line.startswith("--impute mean: filled 8 missing value(s)") for line in store.log_lines())
+    assert main(["resume", str(run), "--max-trials", "3", "--quiet"]) == 0  # (the stored --drop applies again)
+
+
+def test_json_prints_one_event_per_line_on_stdout_and_nothing_else(tmp_path, capsys):
+    run = tmp_path / "run"
+    loud = [a for a in FAST if a != "--quiet"]
+    assert main(["search", "--data", "iris", *loud, "--method", "random", "--json", "--out", str(run)]) == 0
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]  # every line is one JSON object
+    kinds = [e["event"] for e in events]
+    assert kinds[:3] == ["search_started", "stage_changed", "trial_started"] and kinds[-1] == "search_ended"
+    assert kinds.count("trial_started") == kinds.count("trial_ended") == 2 and kinds.count("epoch") == 4
+    started, ended = events[0], events[-1]
+    assert started["data"] | {"input_shape": None} == {
+        "name": "iris", "task": "classification", "input_shape": None, "n_train": 96, "n_val": 24, "n_test": 30,
+    }  # fmt: skip
+    trial_ends = [e for e in events if e["event"] == "trial_ended"]
+    assert all(e["status"] == "complete" and e["metrics"]["val_accuracy"] is not None for e in trial_ends)
+    assert ended["run_dir"] == str(run) and ended["finished"] and ended["state"] == "finished"
+    assert ended["best"]["trial_id"] in {e["trial_id"] for e in trial_ends} and "objective" in ended["best"]["metrics"]
+    # people's progress went to stderr, with the split sizes and the small-validation warning
+    assert "data: iris, 96 train / 24 val / 30 test rows" in err
+    assert "validation accuracies are coarse (steps of 1/24 = 0.042)" in err
+    with RunStore.open(run) as store:
+        assert any("validation accuracies are coarse" in line for line in store.log_lines())
+
+    assert main(["resume", str(run), "--json", "--max-trials", "3", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["event"] for e in events] == [
+        "search_started", "stage_changed", "trial_started", "epoch", "epoch", "trial_ended", "search_ended",
+    ]  # fmt: skip
+    assert events[0]["finished_trials"] == 2 and events[-1]["trials"] == 3 and err == ""
+
+    assert main(["resume", str(run), "--json", "--quiet"]) == 0  # finished: only its end
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["event"] == "search_ended" and json.loads(line)["finished"]
+
+
+def test_a_search_with_enough_validation_rows_does_not_warn(tmp_path, capsys):
+    loud = [a for a in FAST if a != "--quiet"]
+    assert main(["search", "--data", "digits", *loud, "--method", "random", "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "data: digits, 1149 train / 288 val / 360 test rows" in err and "coarse" not in err
+
+
 def test_search_and_show(files, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["search", "--data", str(files["good"]), *FAST, "--out", str(run)]) == 0
@@ -117,6 +187,14 @@ def test_search_and_show(files, tmp_path, capsys):
     assert main(["show", str(run)]) == 0
     shown = capsys.readouterr().out
     assert "2 complete" in shown and "best overall: trial #" in shown and "objective" in shown
+
+
+@pytest.mark.parametrize("command", ["show", "resume"])
+def test_a_run_that_does_not_exist_is_named_so(tmp_path, capsys, command):
+    assert main([command, str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"dnc: error: {tmp_path / 'nope'} does not exist; give the directory of a run made by dnc search\n"
+    assert not (tmp_path / "nope").exists()
 
 
 def test_show_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):

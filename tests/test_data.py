@@ -545,3 +545,200 @@ def test_text_labels_for_regression_are_refused(tmp_path):
     with pytest.raises(DataError, match="not numbers") as info:
         load_dataset(path, network="mlp", target="label", task="regression")
     assert_one_line_with_hint(info.value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the task inferred from whole-number targets
+
+
+def _ages(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A table whose target is a whole number with many values and few rows each (an age)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    return x, np.round(40 + 15 * x[:, 0] + rng.normal(size=n)).astype(np.int64)
+
+
+def test_whole_number_quantities_are_inferred_as_regression_with_a_note():
+    data = load_dataset(_ages(), network="mlp")
+    assert data.task == "regression" and data.num_outputs == 1
+    (note,) = data.notes
+    assert note.startswith("task: regression") and "--task classification" in note and "\n" not in note
+
+
+def test_whole_number_quantities_in_a_csv_are_regression(tmp_path):
+    x, age = _ages()
+    lines = ["a,b,c,d,age"] + [",".join(f"{v:.3f}" for v in row) + f",{a}" for row, a in zip(x, age, strict=True)]
+    assert load_dataset(write_csv(tmp_path / "ages.csv", "\n".join(lines)), network="mlp", target="age").task == (
+        "regression"
+    )
+
+
+def test_task_classification_forces_classes_on_whole_number_quantities():
+    x, y = np.repeat(_x()[:25], 3, axis=0), np.repeat(np.arange(25), 3)  # 25 values, 3 rows each
+    parts = {"xtr": x, "ytr": y, "xva": x[::3], "yva": y[::3], "xte": x[::3], "yte": y[::3]}
+    assert load_dataset(parts, network="mlp").task == "regression"
+    forced = load_dataset(parts, network="mlp", task="classification")
+    assert forced.task == "classification" and len(forced.classes) == 25 and not forced.notes
+
+
+def test_whole_number_classes_say_how_they_were_taken():
+    data = load_dataset(make_xy(60), network="mlp")
+    assert data.task == "classification" and "--task regression" in data.notes[0]
+
+
+@pytest.mark.parametrize("name", ["digits", "iris", "wine", "breast_cancer"])
+def test_builtin_classification_sets_stay_classification_without_a_note(name):
+    data = load_dataset(name, network="mlp")
+    assert data.task == "classification" and data.notes == ()
+
+
+def test_diabetes_stays_regression_without_a_note():
+    data = load_dataset("diabetes", network="mlp")
+    assert data.task == "regression" and data.notes == ()
+
+
+def test_too_small_classes_of_whole_numbers_name_task_regression():
+    x, _ = make_xy(60)
+    y = np.arange(60) % 15  # 15 values (too few to infer regression), 4 rows each
+    y[0] = 99  # one value seen once
+    with pytest.raises(DataError, match="--task regression") as info:
+        load_dataset((x, y), network="mlp")
+    assert "a class has only 1 training sample" in assert_one_line_with_hint(info.value)
+
+
+def test_target_is_refused_for_sources_that_have_their_own_labels(tmp_path):
+    for source in ("digits", (_x(), _y())):
+        with pytest.raises(DataError, match="leave out --target") as info:
+            load_dataset(source, network="mlp", target="label")
+        assert_one_line_with_hint(info.value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CSV dialects and columns
+
+
+def _table(delimiter: str = ",", n: int = 60) -> str:
+    x, y = make_xy(n)
+    rows = [delimiter.join(["id", "a", "b", "c", "d", "label"])]
+    rows += [delimiter.join([str(i), *(f"{v:.4f}" for v in x[i]), str(y[i])]) for i in range(n)]
+    return "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_csv_delimiter_is_sniffed(tmp_path, delimiter):
+    path = write_csv(tmp_path / "table.csv", _table(delimiter))
+    data = load_dataset(path, network="mlp", target="label")
+    assert data.input_shape == (5,) and data.classes == ("0", "1", "2")
+
+
+def test_csv_delimiter_can_be_named(tmp_path):
+    path = write_csv(tmp_path / "table.csv", _table(";"))
+    assert load_dataset(path, network="mlp", target="label", delimiter=";").input_shape == (5,)
+    with pytest.raises(DataError, match="no column 'label'"):
+        load_dataset(path, network="mlp", target="label", delimiter=",")
+
+
+def test_a_missed_delimiter_points_to_the_option(tmp_path):
+    path = write_csv(tmp_path / "table.csv", "a:b:label\n" + "".join(f"{i}:{i}:{i % 2}\n" for i in range(20)))
+    with pytest.raises(DataError, match="--delimiter") as info:
+        load_dataset(path, network="mlp", target="label")
+    assert "no column 'label'" in assert_one_line_with_hint(info.value)
+
+
+def test_delimiter_is_refused_for_other_sources():
+    with pytest.raises(DataError, match="leave out --delimiter"):
+        load_dataset("iris", network="mlp", delimiter=";")
+
+
+def test_csv_columns_can_be_dropped(tmp_path):
+    path = write_csv(tmp_path / "table.csv", _table().replace("\n", ",x\n").replace("label,x", "label,name"))
+    data = load_dataset(path, network="mlp", target="label", drop=("id", "name"))
+    assert data.input_shape == (4,)
+    with pytest.raises(DataError, match="non-numeric value 'x'.*--drop name"):
+        load_dataset(path, network="mlp", target="label")
+
+
+@pytest.mark.parametrize(
+    ("drop", "match"), [(("nope",), "no column 'nope' to drop"), (("label",), "names the target column")]
+)
+def test_dropping_unknown_columns_or_the_target_is_refused(tmp_path, drop, match):
+    path = write_csv(tmp_path / "table.csv", _table())
+    with pytest.raises(DataError, match=match) as info:
+        load_dataset(path, network="mlp", target="label", drop=drop)
+    assert_one_line_with_hint(info.value)
+
+
+def test_drop_is_refused_for_other_sources():
+    with pytest.raises(DataError, match="leave out --drop"):
+        load_dataset("iris", network="mlp", drop=("id",))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# missing values
+
+
+def _with_holes(tmp_path: Path, *, label_hole: bool = False) -> Path:
+    lines = _table().splitlines()
+    lines[3] = lines[3].replace(lines[3].split(",")[2], "", 1)  # line 4 of the file: column 'b' empty
+    lines[8] = ",".join(["7", "NA", *lines[8].split(",")[2:]])  # line 9: column 'a' holds NA
+    if label_hole:
+        lines[12] = lines[12].rsplit(",", 1)[0] + ","
+    return write_csv(tmp_path / "holes.csv", "\n".join(lines) + "\n")
+
+
+def test_an_empty_csv_cell_is_named_a_missing_value_with_the_fix(tmp_path):
+    with pytest.raises(DataError) as info:
+        load_dataset(_with_holes(tmp_path), network="mlp", target="label")
+    message = assert_one_line_with_hint(info.value)
+    assert "line 4, column 'b' is empty, a missing value" in message and "--impute" in message
+    assert "encode categories" not in message
+
+
+@pytest.mark.parametrize("how", ["mean", "median"])
+def test_impute_fills_missing_values_from_the_training_rows(tmp_path, how):
+    data = load_dataset(_with_holes(tmp_path), network="mlp", target="label", impute=how, drop=("id",))
+    assert all(np.isfinite(x).all() for x in (data.x_train, data.x_val, data.x_test))
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 60
+    assert any(note.startswith(f"--impute {how}: filled 2 missing value(s)") for note in data.notes)
+
+
+def test_impute_mean_uses_training_statistics_only():
+    x, y = make_xy(60)
+    x_test = x[:12].copy()
+    x_test[0, 1] = np.nan
+    data = load_dataset({"xtr": x, "ytr": y, "xte": x_test, "yte": y[:12]}, network="mlp", impute="mean")
+    x_train_raw = data.x_train * data.x_std + data.x_mean  # (standardization undone)
+    restored = data.x_test[0, 1] * data.x_std[0, 1] + data.x_mean[0, 1]
+    assert restored == pytest.approx(x_train_raw[:, 1].mean(), abs=1e-4)
+
+
+def test_impute_drop_leaves_out_rows_with_a_missing_value_or_label(tmp_path):
+    data = load_dataset(_with_holes(tmp_path, label_hole=True), network="mlp", target="label", impute="drop")
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 57
+    assert "--impute drop: left out 2 row(s) with a missing value" in data.notes
+
+
+def test_a_missing_label_names_impute_drop(tmp_path):
+    path = _with_holes(tmp_path, label_hole=True)
+    with pytest.raises(DataError, match=r"line 13 has no label .*--impute drop"):
+        load_dataset(path, network="mlp", target="label", impute="mean")
+
+
+def test_nan_in_arrays_names_impute():
+    x, y = make_xy(60)
+    x[5, 2] = np.nan
+    with pytest.raises(DataError, match="NaN values .missing.; fill them in, or give --impute"):
+        load_dataset((x, y), network="mlp")
+    assert load_dataset((x, y), network="mlp", impute="median").x_train.shape == (38, 4)
+
+
+def test_unknown_impute_is_refused():
+    with pytest.raises(DataError, match="unknown --impute 'zero'"):
+        load_dataset("iris", network="mlp", impute="zero")
+
+
+def test_many_whole_number_values_with_one_seen_once_are_regression():
+    x, age = _ages(1000)  # 1000 rows: about 14 per value, but the tails are seen once
+    assert len(np.unique(age)) > 20 and len(age) / len(np.unique(age)) >= 5
+    data = load_dataset((x, age), network="mlp")
+    assert data.task == "regression" and "seen once" in data.notes[0]

@@ -69,3 +69,35 @@ def test_mlp_builds():
     assert model(torch.randn(5, 64)).shape == (5, 10)
     linear = dict(config, num_hidden_layers=0, hidden_nodes=[])
     assert build_model(linear, (1, 8, 8), 1)(torch.randn(5, 1, 8, 8)).shape == (5, 1)
+
+
+@pytest.mark.parametrize(("shape", "stride"), [((1, 1, 40), (1, 2)), ((2, 40, 1), (2, 1))])
+@pytest.mark.parametrize("downsampling", ["maxpool", "stride"])
+@pytest.mark.parametrize("shortcut_every", [0, 2, 4])
+def test_a_one_pixel_high_signal_is_downsampled_along_its_length(shape, stride, downsampling, shortcut_every):
+    config = cnn_config([64, 128, 256, 512, 512], downsampling=downsampling, shortcut_every=shortcut_every)
+    layout = cnn_layout(config, shape)
+    assert layout.downsample == (False, True, True, True, False)
+    assert layout.strides == ((1, 1), stride, stride, stride, (1, 1))
+    features = build_model(config, shape, 3).features(torch.randn(2, *shape))
+    assert features.shape == (2, 512, *(5 if n == 40 else 1 for n in shape[1:]))  # 40 -> 20 -> 10 -> 5
+
+
+def test_a_one_by_one_map_is_not_downsampled():
+    assert cnn_layout(cnn_config([64, 128, 256, 512]), (3, 1, 1)).downsample == (False,) * 4
+
+
+def test_a_cnn_on_a_one_dimensional_signal_trains():
+    from deepncheap.data import load_dataset
+    from deepncheap.train import DeviceData, train
+
+    rng = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 40, generator=rng).numpy()
+    y = (x[:, :20].sum(axis=1) > 0).astype(int)
+    data = load_dataset((x, y), network="cnn", image_shape=(1, 1, 40))
+    assert data.input_shape == (1, 1, 40)
+    config = cnn_config([16, 32, 128, 256], shortcut_every=2, batch_size=32)
+    model = build_model(config, data.input_shape, 2)
+    result = train(model, DeviceData.from_dataset(data, torch.device("cpu")), lr=1e-2, weight_decay=0.0,
+                   batch_size=32, epochs=2, seed=0)  # fmt: skip
+    assert len(result.val_curve) == 2 and result.val_accuracy is not None

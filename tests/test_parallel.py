@@ -216,7 +216,7 @@ def test_worker_messages_carry_measurements_and_weights_as_json_and_safetensors(
     import torch
 
     from deepncheap.data import load_dataset
-    from deepncheap.executors.worker import pack_outcome, pack_task, unpack, unpack_outcome
+    from deepncheap.executors.messages import pack_outcome, pack_task, unpack, unpack_outcome
     from deepncheap.space import SearchSpace
     from deepncheap.train import DeviceData
     from deepncheap.trial import TrialTask, execute
@@ -224,7 +224,8 @@ def test_worker_messages_carry_measurements_and_weights_as_json_and_safetensors(
     dataset = load_dataset("digits", network="mlp")
     config = SearchSpace.create("mlp").default_config(depth=1, widths=[24])
     task = TrialTask(7, config, seed=3, epochs=2)
-    assert unpack(pack_task(task))[0] == {"kind": "task", "trial_id": 7, "config": config, "seed": 3, "epochs": 2}
+    expected = {"kind": "task", "trial_id": 7, "config": config, "seed": 3, "epochs": 2, "augment": False}
+    assert unpack(pack_task(task))[0] == expected
     sent = execute(task, DeviceData.from_dataset(dataset, torch.device("cpu")), input_shape=(64,), num_outputs=10)
     message = pack_outcome(sent)
     header, tensors = unpack(message)  # a JSON header and safetensors: nothing is unpickled
@@ -249,3 +250,29 @@ def test_a_resumed_search_keeps_the_number_of_trials_at_once_it_started_with(tmp
     assert not result.finished
     trials = stored_trials(tmp_path / "run")
     assert len(trials) == 4 and max(t.concurrent for t in trials) == 2  # 3 prior points, 2 at a time
+
+
+def test_nothing_the_driver_imports_brings_in_the_worker_s_main_module():
+    """`python -m deepncheap.executors.worker` warns (RuntimeWarning: found in sys.modules) when importing its
+    package already imported the module; the driver's modules never import it (its messages are apart)."""
+    code = (
+        "import sys, deepncheap, deepncheap.executors.processes, deepncheap.executors.serial, deepncheap.cli\n"
+        "print('deepncheap.executors.worker' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_a_two_worker_search_prints_no_runtime_warning(tmp_path):
+    dnc = Path(sys.executable).parent / "dnc"
+    options = "--data digits --network mlp --method random --max-trials 2 --epochs 1 --penalty params --quiet"
+    env = os.environ | {"PYTHONWARNINGS": "default"}  # (the workers' warnings shown, whatever the driver hides)
+    result = subprocess.run(
+        [str(dnc), "search", *options.split(), "--workers", "2", "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr

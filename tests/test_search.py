@@ -346,3 +346,36 @@ def test_every_prior_point_failing_stops_the_dnc_search_with_a_clear_error(tmp_p
     with RunStore.open(tmp_path / "run") as store:
         assert [t.status for t in store.trials()] == ["failed"] * 3
         assert store.state["state"] == "failed"
+
+
+def test_a_search_on_whole_number_quantities_says_it_took_them_for_regression(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    ages = np.round(40 + 15 * x[:, 0]).astype(np.int64)
+    result = mlp_search(tmp_path / "run", data=(x, ages), method="random", max_trials=1, epochs=1)
+    assert "val_loss" in result.metrics
+    with RunStore.open(result.run_dir) as store:
+        assert store.settings["task"] == "regression"
+        assert any(line.startswith("task: regression") for line in store.log_lines())
+
+
+def test_cifar_shaped_images_are_augmented_by_default_and_digits_are_not(tmp_path, monkeypatch):
+    from deepncheap import trial
+
+    seen = []
+    run_trial = trial.run_trial
+    monkeypatch.setattr(trial, "run_trial", lambda *a, **k: seen.append(k["augment"]) or run_trial(*a, **k))
+    rng = np.random.default_rng(0)
+    cifar_shaped = (rng.normal(size=(64, 3, 32, 32)).astype(np.float32), np.arange(64) % 4)
+    tiny = dict(network="cnn", space=TINY_CNN, method="random", max_trials=1, epochs=1)
+    runs = {
+        "cifar": mlp_search(tmp_path / "cifar", data=cifar_shaped, **tiny),
+        "cifar-off": mlp_search(tmp_path / "off", data=cifar_shaped, augment="off", **tiny),
+        "digits": mlp_search(tmp_path / "digits", **tiny),
+        "digits-on": mlp_search(tmp_path / "on", augment=True, **tiny),
+    }
+    assert seen == [True, False, False, True]
+    for name, result in runs.items():
+        with RunStore.open(result.run_dir) as store:
+            assert store.settings["augmented"] is (name in ("cifar", "digits-on"))
+            assert any(line.startswith("augmentation:") for line in store.log_lines()) is store.settings["augmented"]

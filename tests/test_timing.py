@@ -76,7 +76,7 @@ def test_time_penalty_on_small_data_repeats_exactly_and_says_so(tmp_path, capsys
     assert best["f_c"] == pytest.approx(timing.modelled_epoch_s(features) / first.baselines["modelled_epoch_s"])
 
     assert main(["show", str(first.run_dir)]) == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # (lines wrapped to the terminal's width)
     assert "time measure: cost model" in out and "too short to time" in out and "noise" in out
 
 

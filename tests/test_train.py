@@ -1,10 +1,20 @@
+import numpy as np
 import pytest
 import torch
 
 from deepncheap.data import load_dataset
+from deepncheap.errors import SettingsError
 from deepncheap.models import build_model
 from deepncheap.space import SearchSpace
-from deepncheap.train import DeviceData, TrialDiverged, lr_milestones, seed_everything, train
+from deepncheap.train import (
+    DeviceData,
+    TrialDiverged,
+    augment_batch,
+    lr_milestones,
+    seed_everything,
+    train,
+    uses_augmentation,
+)
 
 MLP = {
     "network": "mlp",
@@ -98,3 +108,66 @@ def test_lr_milestones():
     assert lr_milestones(2) == [1]
     assert lr_milestones(4) == [2, 3]
     assert lr_milestones(100) == [50, 75]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# augmentation
+
+
+def cifar_shaped(n=64, seed=0):
+    """Synthetic data of CIFAR's shape: `n` random 3x32x32 images in 10 classes."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 3, 32, 32)).astype(np.float32), np.arange(n) % 10
+
+
+def test_augmented_batches_are_padded_crops_or_their_mirror_images():
+    images = torch.from_numpy(cifar_shaped(16)[0])
+    out = augment_batch(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == images.dtype
+    assert not torch.equal(out, images)
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    flips = 0
+    for i in range(len(images)):
+        windows = {(dy, dx): padded[i, :, dy : dy + 32, dx : dx + 32] for dy in range(9) for dx in range(9)}
+        crops = {
+            (*key, flip): window.flip(-1) if flip else window for key, window in windows.items() for flip in (0, 1)
+        }
+        matches = [key for key, crop in crops.items() if torch.equal(crop, out[i])]
+        assert len(matches) == 1
+        flips += matches[0][2]
+    assert 0 < flips < len(images)
+
+
+def test_augmentation_repeats_with_the_seed_and_changes_with_it():
+    images = torch.from_numpy(cifar_shaped()[0])
+    first = augment_batch(images, torch.Generator().manual_seed(3))
+    assert torch.equal(first, augment_batch(images, torch.Generator().manual_seed(3)))
+    assert not torch.equal(first, augment_batch(images, torch.Generator().manual_seed(4)))
+
+
+def test_a_trial_with_augmentation_is_reproducible_and_differs_from_one_without():
+    x, y = cifar_shaped()
+    dataset = load_dataset((x, y), network="cnn")
+    data = DeviceData.from_dataset(dataset, torch.device("cpu"))
+    config = SearchSpace.create("cnn").default_config(depth=4, widths=[8, 8, 16, 16]) | {"batch_size": 16}
+
+    def fit_augmented(augment):
+        seed_everything(0)
+        model = build_model(config, dataset.input_shape, dataset.num_outputs)
+        result = train(model, data, lr=1e-2, weight_decay=0.0, batch_size=16, epochs=2, seed=0, augment=augment)
+        return torch.cat([p.detach().reshape(-1) for p in model.parameters()]), result.val_curve
+
+    weights, curve = fit_augmented(True)
+    again, curve_again = fit_augmented(True)
+    assert torch.equal(weights, again) and curve == curve_again
+    assert not torch.equal(weights, fit_augmented(False)[0])
+
+
+def test_augmentation_is_on_by_default_for_cifar_shaped_images_only():
+    assert uses_augmentation("auto", (3, 32, 32))
+    assert not uses_augmentation("auto", (1, 8, 8))  # digits
+    assert not uses_augmentation("auto", (3072,))  # CIFAR flattened for an MLP
+    assert not uses_augmentation("off", (3, 32, 32))
+    assert uses_augmentation("on", (1, 8, 8))
+    with pytest.raises(SettingsError, match="--augment on crops and flips images, but the inputs are flat"):
+        uses_augmentation("on", (64,))

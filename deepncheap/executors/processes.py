@@ -5,7 +5,7 @@ task comes back `lost`.
 
 Workers are fresh interpreters (not multiprocessing children): they never re-run the user's script,
 inherit no open file (such as the run directory's lock), and talk to the driver over their stdin/stdout
-(`worker.pack`). The data go to them once, as .npy files in the run's scratch folder that every worker
+(`messages.py`). The data go to them once, as .npy files in the run's scratch folder that every worker
 maps: the driver writes them without copying, and on the CPU the workers share one copy in memory.
 """
 
@@ -26,7 +26,7 @@ import torch
 
 from deepncheap.data import Dataset
 from deepncheap.executors import POLL_S, EpochCallback
-from deepncheap.executors.worker import DATA_KEYS, pack, pack_task, unpack, unpack_outcome, write_data
+from deepncheap.executors.messages import DATA_KEYS, pack, pack_task, unpack, unpack_outcome, write_data
 from deepncheap.train import EpochReport
 from deepncheap.trial import TrialOutcome, TrialTask
 
