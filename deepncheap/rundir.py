@@ -21,7 +21,8 @@ from deepncheap.store import STORE_NAME, IncompleteStore, RunStore, StoreVersion
 LOCK_NAME = ".lock"
 # The files a search writes; `overwrite` removes these and nothing else the user may keep in the folder.
 RUN_FILES = (STORE_NAME, f"{STORE_NAME}-wal", f"{STORE_NAME}-shm", "best.json", "trials.csv", "best_model.safetensors")
-REPORT_FILES = ("report.html", "MODEL_CARD.md", "plots/*.png")  # (patterns) the report's, removed with them
+# (patterns) the files made from a run, removed with it: the report's, the final model's and the exports
+DERIVED_FILES = ("report.html", "MODEL_CARD.md", "plots/*.png", "final/*", "export/*")
 
 
 def default_run_name(data_name: str, network: str) -> Path:
@@ -62,7 +63,7 @@ def new_run(out: str | Path | None, default: Path, *, overwrite: bool = False) -
                 )
             for name in RUN_FILES:
                 (run_dir / name).unlink(missing_ok=True)
-            for path in [p for pattern in REPORT_FILES for p in run_dir.glob(pattern)]:
+            for path in [p for pattern in DERIVED_FILES for p in run_dir.glob(pattern) if p.is_file()]:
                 path.unlink()
         yield run_dir
 

@@ -76,6 +76,7 @@ def model_runs(tmp_path_factory):
             epochs=2,
             penalty="params",
             verbose=False,
+            report=False,
             **options,
         )
     return runs

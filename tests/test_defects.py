@@ -30,7 +30,7 @@ from deepncheap.errors import SearchFailedError, SearchStopped
 from deepncheap.store import IncompleteStore, RunStore
 
 DNC = str(Path(sys.executable).parent / "dnc")
-TINY = dict(data="iris", network="mlp", penalty="params", epochs=1, seed=0, verbose=False)
+TINY = dict(data="iris", network="mlp", penalty="params", epochs=1, seed=0, verbose=False, report=False)
 # The training loss of these MLPs becomes NaN or infinite in the first epoch, so every trial fails (TrialDiverged).
 # (At lr 1e6 Adam's bounded steps keep an iris MLP finite; a linear model, or an epoch of one batch, may keep a
 # finite training loss even at lr 1e37.)
@@ -273,7 +273,7 @@ def test_show_reads_a_v2_store_as_it_is(tmp_path, capsys):
 def test_resume_migrates_a_v2_store_and_goes_on(tmp_path):
     run = tiny_random(tmp_path / "run", max_trials=2).run_dir
     downgrade_to_v2(run)
-    resumed = deepncheap.resume(run, max_trials=3, verbose=False)
+    resumed = deepncheap.resume(run, max_trials=3, verbose=False, report=False)
     assert resumed.finished
     assert raw_value(run, "schema_version") == 3 and {"epochs", "log"} <= tables(run)
     trials = stored_trials(run)
@@ -328,7 +328,7 @@ def test_a_search_and_a_final_training_leave_the_global_generators_as_they_were(
     expected = generator_draws()
     random.seed(123), np.random.seed(123), torch.manual_seed(123)
     run = tiny_random(tmp_path / "run").run_dir
-    deepncheap.train_final(run, epochs=1, verbose=False)
+    deepncheap.train_final(run, epochs=1, verbose=False, report=False)
     assert generator_draws() == expected  # (the trials seeded and drew from all three)
 
 
@@ -338,16 +338,19 @@ def trial_results(run):
 
 
 def test_two_searches_in_threads_of_one_process_equal_each_search_run_alone(tmp_path):
-    options = dict(data="digits", network="mlp", penalty="params", method="random", max_trials=3, epochs=2)
+    options = dict(data="digits", network="mlp", penalty="params", method="random", max_trials=3, epochs=2,
+                   verbose=False, report=False)  # fmt: skip
     seeds = (1, 2)
-    alone = {s: trial_results(deepncheap.search(out=tmp_path / f"alone{s}", seed=s, verbose=False, **options).run_dir)
+    alone = {s: trial_results(deepncheap.search(out=tmp_path / f"alone{s}", seed=s, **options).run_dir)
              for s in seeds}  # fmt: skip
 
     outcomes: dict[int, object] = {}
 
     def run(seed):
         try:
-            outcomes[seed] = deepncheap.search(out=tmp_path / f"together{seed}", seed=seed, verbose=False, **options)
+            outcomes[seed] = deepncheap.search(
+                out=tmp_path / f"together{seed}", seed=seed, verbose=False, report=False, **options
+            )
         except BaseException as exc:  # reported by the main thread
             outcomes[seed] = exc
 
@@ -375,6 +378,7 @@ def test_a_stopped_search_leaves_no_stop_behind_for_the_next_one(tmp_path):
         space={"num_hidden_layers": 2, "hidden_nodes": 400, "batch_size": 32},
         threads=1,
         verbose=False,
+        report=False,
     )
     outcome = {}
 

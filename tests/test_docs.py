@@ -56,6 +56,7 @@ def test_the_demo_space_file_and_the_readme_give_the_demo_s_true_number_of_train
         penalty="params",  # (the time baseline would train)
         out=tmp_path / "run",
         verbose=False,
+        report=False,
     )
     trainings = len(stored_trials(result.run_dir))
     readme = int(re.search(r"about (\d+) trainings", (ROOT / "README.md").read_text()).group(1))

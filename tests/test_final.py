@@ -20,7 +20,9 @@ from deepncheap.errors import DataError, OutputError, SettingsError
 from deepncheap.store import RunStore
 
 DNC = str(Path(sys.executable).with_name("dnc"))
-TINY = dict(network="mlp", penalty="params", method="random", max_trials=2, epochs=2, threads=1, verbose=False)
+TINY = dict(
+    network="mlp", penalty="params", method="random", max_trials=2, epochs=2, threads=1, verbose=False, report=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +78,14 @@ def test_raw_predictions_equal_the_in_memory_model_on_the_stored_splits(digits_r
 def test_another_trial_can_be_trained_and_unknown_ones_are_refused(digits_run, capsys):
     with RunStore.open(digits_run) as store:
         other = max(t.trial_id for t in store.trials())
-    result = deepncheap.train_final(digits_run, trial_id=other, epochs=1, verbose=False)
+    result = deepncheap.train_final(digits_run, trial_id=other, epochs=1, verbose=False, report=False)
     assert result.final["trial_id"] == other
     with pytest.raises(SettingsError, match=r"has no trial #99 \(it has trials #1–#2\)"):
-        deepncheap.train_final(digits_run, trial_id=99, verbose=False)
+        deepncheap.train_final(digits_run, trial_id=99, verbose=False, report=False)
     assert main(["train", str(digits_run), "--trial", "99"]) == 2
     assert capsys.readouterr().err.startswith("dnc: error: ")
     with pytest.raises(SettingsError, match="--epochs must be a positive integer"):
-        deepncheap.train_final(digits_run, epochs=0, verbose=False)
+        deepncheap.train_final(digits_run, epochs=0, verbose=False, report=False)
 
 
 def test_train_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
@@ -101,7 +103,7 @@ def test_a_run_without_a_test_split_is_refused(tmp_path):
         settings = store.settings
         store.put("settings", settings | {"data": settings["data"] | {"n_test": 0}})
     with pytest.raises(DataError, match="has no test split"):
-        deepncheap.train_final(run, verbose=False)
+        deepncheap.train_final(run, verbose=False, report=False)
     assert not (run / "final").exists()
 
 
@@ -110,8 +112,8 @@ def test_a_regression_run_reports_test_errors_in_the_targets_units(tmp_path):
     run = tmp_path / "run"
     deepncheap.search(data=(x, y), task="regression", out=run, **TINY)
     with pytest.raises(DataError, match="in-memory arrays; pass the same arrays again"):
-        deepncheap.train_final(run, verbose=False)
-    result = deepncheap.train_final(run, data=(x, y), epochs=2, verbose=False)
+        deepncheap.train_final(run, verbose=False, report=False)
+    result = deepncheap.train_final(run, data=(x, y), epochs=2, verbose=False, report=False)
     final = result.final
     assert final["test_rmse"] == pytest.approx(np.sqrt(final["test_mse"]))
     assert final["test_mse"] > 100  # diabetes targets are 25..346: errors in those units, not standardized
@@ -124,7 +126,7 @@ def test_train_of_an_arrays_classification_run_keeps_text_labels(tmp_path):
     names = np.array(["setosa", "versicolor", "virginica"])[y]
     run = tmp_path / "run"
     deepncheap.search(data=(x, names), out=run, **TINY)
-    result = deepncheap.train_final(run, data=(x, names), epochs=5, verbose=False)
+    result = deepncheap.train_final(run, data=(x, names), epochs=5, verbose=False, report=False)
     assert set(result.predict(x)) <= set(names) and result.predict_proba(x).shape == (150, 3)
 
 
@@ -148,7 +150,7 @@ def test_a_killed_training_leaves_no_half_written_final_model(tmp_path):
     assert process.returncode == -signal.SIGKILL
     assert not (run / "final" / "final.json").exists()
     # training again starts over and writes both files
-    assert deepncheap.train_final(run, epochs=1, verbose=False).final["epochs"] == 1
+    assert deepncheap.train_final(run, epochs=1, verbose=False, report=False).final["epochs"] == 1
     assert sorted(p.name for p in (run / "final").iterdir()) == ["final.json", "model.safetensors"]
 
 
@@ -186,3 +188,12 @@ def test_load_run_never_pairs_best_json_with_another_trials_weights(tmp_path):
     artifacts.save_weights(result.model, run, trial_id=other)
     with pytest.raises(OutputError, match=f"belong to trial #{other}, not to best.json's #{result.trial_id}"):
         deepncheap.load_run(run)
+
+
+def test_overwrite_removes_the_final_model_of_the_run_it_replaces(tmp_path):
+    run = tmp_path / "run"
+    deepncheap.search(data="digits", out=run, **TINY)
+    deepncheap.train_final(run, epochs=1, verbose=False, report=False)
+    deepncheap.search(data="digits", out=run, overwrite=True, **TINY)
+    with pytest.raises(OutputError, match="no final model yet"):
+        deepncheap.load_run(run, final=True)

@@ -15,7 +15,7 @@ from deepncheap.store import RunStore
 TINY_MLP = {"hidden_nodes": [16, 48], "num_hidden_layers": [1, 2], "batch_size": [64, 256], "lr": [1e-3, 1e-2]}
 OPTIONS = dict(
     data="digits", network="mlp", wc=0.1, penalty="params", method="dnc", prior_points=3, bo_steps=2,
-    epochs=1, seed=0, space=TINY_MLP, verbose=False,
+    epochs=1, seed=0, space=TINY_MLP, verbose=False, report=False,
 )  # fmt: skip
 
 

@@ -30,7 +30,7 @@ def worker_pids(parent=None):
 def tiny_search(out, **options):
     settings = dict(
         data="digits", network="mlp", wc=0.1, penalty="params", method="dnc", prior_points=3, bo_steps=3,
-        epochs=2, seed=0, space=TINY_MLP, out=out, verbose=False,
+        epochs=2, seed=0, space=TINY_MLP, out=out, verbose=False, report=False,
     )  # fmt: skip
     return deepncheap.search(**(settings | options))
 
@@ -246,7 +246,7 @@ def test_a_resumed_search_keeps_the_number_of_trials_at_once_it_started_with(tmp
     stopped = tiny_search(tmp_path / "run", executor="processes", max_trials=1)  # workers: CPUs here
     assert stopped.settings["slots"] == (os.cpu_count() or 1) == 2
     monkeypatch.setattr(deepncheap.executors.os, "cpu_count", lambda: 8)  # "another machine"
-    result = deepncheap.resume(tmp_path / "run", max_trials=4, verbose=False)
+    result = deepncheap.resume(tmp_path / "run", max_trials=4, verbose=False, report=False)
     assert not result.finished
     trials = stored_trials(tmp_path / "run")
     assert len(trials) == 4 and max(t.concurrent for t in trials) == 2  # 3 prior points, 2 at a time

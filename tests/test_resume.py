@@ -260,6 +260,7 @@ def mlp_options(**changes):
         bo_steps=2,
         space={"hidden_nodes": [20, 64], "batch_size": [64, 256]},
         verbose=False,
+        report=False,
     )
     return options | changes
 
@@ -270,7 +271,7 @@ def test_time_budget_stops_the_search_and_resume_continues(tmp_path):
         deepncheap.search(out=tmp_path / "run", time_budget=1e-3, **mlp_options(method="sobol", max_trials=5))
     with RunStore.open(tmp_path / "run") as store:
         assert store.state["state"] == "stopped" and store.state["reason"] == "--time-budget"
-    resumed = deepncheap.resume(tmp_path / "run", verbose=False)
+    resumed = deepncheap.resume(tmp_path / "run", verbose=False, report=False)
     assert resumed.finished
     assert complete_set(resumed.run_dir) == complete_set(reference.run_dir)
     assert resumed.best_config == reference.best_config
@@ -280,9 +281,11 @@ def test_max_trials_stop_then_resume_with_a_larger_cap_equals_one_search(tmp_pat
     reference = deepncheap.search(out=tmp_path / "reference", **mlp_options())
     stopped = deepncheap.search(out=tmp_path / "run", **mlp_options(max_trials=4))
     assert not stopped.finished and stopped.reason == "--max-trials 4"
-    again = deepncheap.resume(stopped.run_dir, verbose=False)  # the same cap: stops at once, trains nothing
+    again = deepncheap.resume(
+        stopped.run_dir, verbose=False, report=False
+    )  # the same cap: stops at once, trains nothing
     assert not again.finished and len(complete_set(stopped.run_dir)) == 4
-    resumed = deepncheap.resume(stopped.run_dir, max_trials=100, verbose=False)
+    resumed = deepncheap.resume(stopped.run_dir, max_trials=100, verbose=False, report=False)
     assert resumed.finished and resumed.settings["max_trials"] == 100
     assert complete_set(resumed.run_dir) == complete_set(reference.run_dir)
     assert resumed.best_config == reference.best_config
@@ -292,7 +295,7 @@ def test_max_trials_stop_then_resume_with_a_larger_cap_equals_one_search(tmp_pat
 
 def test_resume_of_a_finished_search_returns_it_unchanged(tmp_path):
     result = deepncheap.search(out=tmp_path / "run", **mlp_options(method="random", max_trials=2))
-    again = deepncheap.resume(result.run_dir, verbose=False)
+    again = deepncheap.resume(result.run_dir, verbose=False, report=False)
     assert again.finished and again.trial_id == result.trial_id and again.best_config == result.best_config
     with RunStore.open(result.run_dir) as store:
         assert len(store.trials()) == 2
@@ -304,10 +307,10 @@ def test_resume_of_an_arrays_search_needs_the_same_arrays(tmp_path):
     y = (x[:, 0] > 0).astype(int)
     stopped = deepncheap.search(out=tmp_path / "run", **mlp_options(data=(x, y), max_trials=2))
     with pytest.raises(DataError, match="in-memory arrays; pass the same arrays again"):
-        deepncheap.resume(stopped.run_dir, max_trials=3, verbose=False)
+        deepncheap.resume(stopped.run_dir, max_trials=3, verbose=False, report=False)
     with pytest.raises(DataError, match=r"the data differ .*\(.*fingerprint"):
-        deepncheap.resume(stopped.run_dir, data=(x + 1, y), max_trials=3, verbose=False)
-    resumed = deepncheap.resume(stopped.run_dir, data=(x, y), max_trials=3, verbose=False)
+        deepncheap.resume(stopped.run_dir, data=(x + 1, y), max_trials=3, verbose=False, report=False)
+    resumed = deepncheap.resume(stopped.run_dir, data=(x, y), max_trials=3, verbose=False, report=False)
     assert len(complete_set(resumed.run_dir)) == 3
 
 
@@ -342,7 +345,7 @@ def test_a_run_in_use_cannot_be_resumed_twice(tmp_path):
     result = deepncheap.search(out=tmp_path / "run", **mlp_options(method="random", max_trials=1))
     busy = f"in use by another dnc process \\(pid {os.getpid()}\\)"
     with existing_run(result.run_dir), pytest.raises(OutputError, match=busy):
-        deepncheap.resume(result.run_dir, verbose=False)
+        deepncheap.resume(result.run_dir, verbose=False, report=False)
 
 
 @pytest.mark.parametrize("content", ["empty", "tables-only"])
@@ -374,5 +377,5 @@ def test_a_file_search_resumes_from_another_directory(tmp_path, monkeypatch):
     stopped = deepncheap.search(out=tmp_path / "run", **mlp_options(data="set.npz", max_trials=1))
     assert stopped.settings["data_source"] == str(tmp_path / "data" / "set.npz")
     monkeypatch.chdir(tmp_path)
-    resumed = deepncheap.resume(tmp_path / "run", max_trials=2, verbose=False)
+    resumed = deepncheap.resume(tmp_path / "run", max_trials=2, verbose=False, report=False)
     assert len(complete_set(resumed.run_dir)) == 2

@@ -31,6 +31,7 @@ def mlp_search(out, **options):
         space=FAST_MLP,
         out=out,
         verbose=False,
+        report=False,
     )
     settings.update(options)
     return deepncheap.search(**settings)
@@ -40,7 +41,7 @@ TINY_CNN = {"num_conv_layers": [4, 5], "channels_first": [8, 16], "channels_uppe
 
 
 def cnn_search(out, space=TINY_CNN, **options):
-    return deepncheap.search(data="digits", network="cnn", space=space, out=out, verbose=False, **options)
+    return deepncheap.search(data="digits", network="cnn", space=space, out=out, verbose=False, report=False, **options)
 
 
 def read_csv(path):
@@ -153,6 +154,7 @@ def test_regression_search_reports_val_loss(tmp_path):
         penalty="params",
         out=tmp_path / "reg",
         verbose=False,
+        report=False,
     )
     assert "val_accuracy" not in result.metrics and result.metrics["val_loss"] > 0
     assert result.settings["task"] == "regression"
@@ -211,6 +213,7 @@ SMALL_DNC = dict(
     epochs=2,
     space=FAST_MLP,
     verbose=False,
+    report=False,
 )
 
 

@@ -27,7 +27,7 @@ from deepncheap.settings import DEFAULT_EPOCHS, SearchSettings, parse_duration
 )
 def test_invalid_options_raise_settings_error(options, match, tmp_path):
     with pytest.raises(SettingsError, match=match) as info:
-        deepncheap.search(data="iris", out=tmp_path / "run", verbose=False, **options)
+        deepncheap.search(data="iris", out=tmp_path / "run", verbose=False, report=False, **options)
     assert isinstance(info.value, DNCError) and "\n" not in str(info.value)
     assert not (tmp_path / "run").exists()
 

@@ -28,6 +28,7 @@ def run(tmp_path_factory):
             penalty="params",
             out=tmp_path_factory.mktemp("show") / "run",
             verbose=False,
+            report=False,
         )
     finally:
         patch.undo()

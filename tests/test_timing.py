@@ -46,6 +46,7 @@ IRIS = dict(
     seed=5,
     threads=1,
     verbose=False,
+    report=False,
 )
 
 
@@ -93,6 +94,7 @@ def test_measured_time_ranks_when_the_reference_epoch_is_long_enough(tmp_path):
         threads=1,
         out=tmp_path / "cnn",
         verbose=False,
+        report=False,
     )
     baselines = result.baselines
     if baselines["time_per_epoch_s"] < timing.TIMEABLE_EPOCH_S:
