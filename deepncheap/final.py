@@ -41,7 +41,7 @@ from deepncheap.train import (
     seed_everything,
     train,
 )
-from deepncheap.trial import resolve_device, trial_seed
+from deepncheap.trial import resolve_device, training_hyperparameters, trial_seed
 
 EPOCHS_FACTOR = 4  # default final epochs: this many times the search's epochs per trial
 
@@ -147,14 +147,12 @@ def _train_and_test(
             result = train(
                 model,
                 training_data,
-                lr=float(config["lr"]),
-                weight_decay=float(config["weight_decay"]),
-                batch_size=int(config["batch_size"]),
                 epochs=epochs,
                 seed=seed,
                 on_epoch=on_epoch,
                 keep_best=False,
                 augment=augment,
+                **training_hyperparameters(config),
             )
         except TrialDiverged as exc:
             raise SettingsError(f"the final training diverged ({exc}); try fewer --epochs or another --trial") from None

@@ -46,6 +46,15 @@ def trial_seed(search_seed: int, stage: str, index: int) -> int:
     return derive_seed(search_seed, stage, index)
 
 
+def training_hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's `lr`, `weight_decay` and `batch_size`, as `train` takes them."""
+    return {
+        "lr": float(config["lr"]),
+        "weight_decay": float(config["weight_decay"]),
+        "batch_size": int(config["batch_size"]),
+    }
+
+
 def run_trial(
     config: dict[str, Any],
     data: DeviceData,
@@ -63,22 +72,15 @@ def run_trial(
     model = build_model(config, input_shape, num_outputs).to(data.device)
     n_params = count_parameters(model)
     flops = count_flops(model, input_shape)
-    batch_size = int(config["batch_size"])
+    optimization = training_hyperparameters(config)
     features = timing.cost_features(
-        layers=count_layers(model), n_params=n_params, flops=flops, batch_size=batch_size, n_train=len(data.x_train)
+        layers=count_layers(model),
+        n_params=n_params,
+        flops=flops,
+        batch_size=optimization["batch_size"],
+        n_train=len(data.x_train),
     )
-    lr, weight_decay = float(config["lr"]), float(config["weight_decay"])
-    training = train(
-        model,
-        data,
-        lr=lr,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        epochs=epochs,
-        seed=seed,
-        on_epoch=on_epoch,
-        augment=augment,
-    )
+    training = train(model, data, epochs=epochs, seed=seed, on_epoch=on_epoch, augment=augment, **optimization)
     return TrialMeasurements(n_params, flops, training, timing.modelled_epoch_s(features))
 
 
