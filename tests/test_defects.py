@@ -348,9 +348,7 @@ def test_two_searches_in_threads_of_one_process_equal_each_search_run_alone(tmp_
 
     def run(seed):
         try:
-            outcomes[seed] = deepncheap.search(
-                out=tmp_path / f"together{seed}", seed=seed, verbose=False, report=False, **options
-            )
+            outcomes[seed] = deepncheap.search(out=tmp_path / f"together{seed}", seed=seed, **options)
         except BaseException as exc:  # reported by the main thread
             outcomes[seed] = exc
 
