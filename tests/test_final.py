@@ -130,7 +130,8 @@ def test_train_of_an_arrays_classification_run_keeps_text_labels(tmp_path):
     assert set(result.predict(x)) <= set(names) and result.predict_proba(x).shape == (150, 3)
 
 
-def test_a_killed_training_leaves_no_half_written_final_model(tmp_path):
+def training_in_progress(tmp_path):
+    """A run, and a `dnc train` subprocess of it that has trained 100 of its 1000 epochs (stderr piped)."""
     run = tmp_path / "run"
     deepncheap.search(data="digits", out=run, **TINY)
     process = subprocess.Popen(
@@ -139,10 +140,15 @@ def test_a_killed_training_leaves_no_half_written_final_model(tmp_path):
         text=True,
         env=dict(os.environ, PYTHONWARNINGS="ignore"),
     )
+    deadline = time.time() + 120
+    while time.time() < deadline and "epoch 100/" not in process.stderr.readline():
+        pass
+    return run, process
+
+
+def test_a_killed_training_leaves_no_half_written_final_model(tmp_path):
+    run, process = training_in_progress(tmp_path)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and "epoch 100/" not in process.stderr.readline():
-            pass
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(timeout=60)
@@ -155,18 +161,8 @@ def test_a_killed_training_leaves_no_half_written_final_model(tmp_path):
 
 
 def test_ctrl_c_stops_the_training_at_an_epoch_end_and_writes_nothing(tmp_path):
-    run = tmp_path / "run"
-    deepncheap.search(data="digits", out=run, **TINY)
-    process = subprocess.Popen(
-        [DNC, "train", str(run), "--epochs", "1000"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
-    )
+    run, process = training_in_progress(tmp_path)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and "epoch 100/" not in process.stderr.readline():
-            pass
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=120)
     finally:
