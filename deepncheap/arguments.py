@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     from deepncheap.data import TASKS
     from deepncheap.export import FORMATS
     from deepncheap.objective import PENALTIES
+    from deepncheap.pruning import DEFAULT_PRUNE, PRUNE_MODES
     from deepncheap.settings import AUGMENT, DEFAULT_EPOCHS, DEFAULT_MAX_TRIALS, METHODS
     from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS, IMPUTE
     from deepncheap.space import NETWORKS
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bo-steps", type=int, default=15, help="BO steps per BO stage (default: 15)")
     s.add_argument(
         "--candidates", type=int, default=1000, help="random candidates scored by EI per step (default: 1000)"
+    )
+    s.add_argument(
+        "--prune",
+        default=DEFAULT_PRUNE,
+        help=f"{' | '.join(PRUNE_MODES)}: never finish trials whose cost alone cannot beat the best (bound), and "
+        f"stop trials that trail their stage at 1/4 and 1/2 of their epochs (median, asha) (default: {DEFAULT_PRUNE})",
     )
     s.add_argument(
         "--bo-mode",

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from deepncheap import inference
+from deepncheap import inference, search_cost
 from deepncheap.errors import OutputError
 from deepncheap.models import build_model
 from deepncheap.preprocessing import Preprocessing
@@ -44,9 +44,10 @@ TRIALS_CSV_COLUMNS = (
     "trial_id",
     "stage",
     "status",
-    *(c for c in METRIC_COLUMNS if c not in ("epochs", "time_noise")),
+    *(c for c in METRIC_COLUMNS if c not in ("epochs", "time_noise", "modelled_epoch_s")),
     "wall_s",
     "config",
+    "reason",  # why a trial was pruned (its objective then holds its bound or its objective when stopped)
 )
 
 
@@ -90,7 +91,7 @@ def weights_trial_id(run_dir: Path) -> int | None:
 
 def best_record(store: RunStore, trial: Trial) -> dict[str, Any]:
     """The content of best.json for `trial`: its complete config, metrics, the search's settings and
-    baselines."""
+    baselines, and what the search cost so far (`search_cost.summarize`)."""
     settings = store.settings
     metrics: dict[str, Any] = {"objective": trial.objective}
     if settings["data"]["task"] == "classification":
@@ -112,6 +113,7 @@ def best_record(store: RunStore, trial: Trial) -> dict[str, Any]:
         "metrics": metrics,
         "settings": settings,
         "baselines": store.get("baselines", {}),
+        "search_cost": search_cost.summarize(store),
     }
 
 

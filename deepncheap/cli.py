@@ -55,6 +55,7 @@ def _run_search(args: argparse.Namespace) -> None:
         bo_steps=args.bo_steps,
         candidates=args.candidates,
         bo_mode=args.bo_mode,
+        prune=args.prune,
         executor=args.executor,
         workers=args.workers,
         cpus_per_trial=args.cpus_per_trial,

@@ -138,7 +138,7 @@ class Scorer:
         if self.dataset.task == "regression":  # report MSE in the targets' own units
             val_loss *= self.dataset.target_std**2
         return {
-            "objective": objective(f_p, f_c, self.wc),
+            "objective": self.value(f_p, f_c),
             "f_p": f_p,
             "f_c": f_c,
             "val_accuracy": training.val_accuracy,
@@ -148,7 +148,99 @@ class Scorer:
             "time_per_epoch_s": training.time_per_epoch_s,
             "epochs": len(training.val_curve),
             "time_noise": training.time_noise,
+            "modelled_epoch_s": measured.modelled_epoch_s,
         }
+
+    def value(self, f_p: float, f_c: float) -> float:
+        """The objective of f_p and f_c with the run's w_c."""
+        return objective(f_p, f_c, self.wc)
+
+    @property
+    def floor(self) -> float:
+        """The lowest f_p of the run's validation split (`performance_floor`)."""
+        return performance_floor(task=self.dataset.task, n_val=len(self.dataset.y_val))
+
+    def bound(self, f_c: float) -> float:
+        """The lowest objective a trial of complexity f_c can reach: its f_p at the floor."""
+        return self.value(self.floor, f_c)
+
+    def partial(self, val_scores: list[float], epoch_times_s: list[float], f_c: float | None) -> float:
+        """The objective of a training so far (its best validation epoch, and its cost: `f_c` when known
+        before training, else its epochs' time)."""
+        classification = self.dataset.task == "classification"
+        best = max(val_scores) if classification else min(val_scores)
+        f_p = performance_error(
+            task=self.dataset.task,
+            n_val=len(self.dataset.y_val),
+            val_accuracy=best if classification else None,
+            val_mse=None if classification else best,
+            val_target_var=float(np.var(self.dataset.y_val)) or 1.0,
+        )
+        return self.value(f_p, self.timed_cost(epoch_times_s) if f_c is None else f_c)
+
+    def timed_cost(self, epoch_times_s: list[float]) -> float:
+        """f_c of measured epochs (`--penalty time`, measured): the fastest timed epoch over the reference's."""
+        return complexity(
+            penalty="time", n_params=0, time_per_epoch_s=timing.epoch_time(epoch_times_s)[0], baselines=self.baselines
+        )
+
+    @property
+    def cost_known_before_training(self) -> bool:
+        """Whether f_c follows from the config alone (parameters; the time cost model), not from training."""
+        return self.penalty == "params" or self.baselines.time_measure == timing.COST_MODEL
+
+    def cost_of(self, config: dict[str, Any]) -> KnownCost:
+        """What `config` costs, from the network built on the meta device (no memory, no training)."""
+        import torch
+
+        from deepncheap.cost import count_flops, count_layers, count_parameters
+        from deepncheap.models import build_model
+
+        dataset = self.dataset
+        with torch.device("meta"):
+            model = build_model(config, dataset.input_shape, dataset.num_outputs)
+            n_params, flops, layers = (
+                count_parameters(model),
+                count_flops(model, dataset.input_shape),
+                count_layers(model),
+            )
+        features = timing.cost_features(
+            layers=layers,
+            n_params=n_params,
+            flops=flops,
+            batch_size=int(config["batch_size"]),
+            n_train=len(dataset.y_train),
+        )
+        modelled = timing.modelled_epoch_s(features)
+        f_c = None
+        if self.cost_known_before_training:
+            f_c = complexity(
+                penalty=self.penalty, n_params=n_params, time_per_epoch_s=modelled, baselines=self.baselines
+            )
+        return KnownCost(n_params, flops, modelled, f_c)
+
+    def params_bound(self, config: dict[str, Any]) -> float:
+        """The bound of `config` under `--penalty params`, from its parameter count alone (cheaper than
+        `cost_of`: no FLOPs are counted)."""
+        import torch
+
+        from deepncheap.cost import count_parameters
+        from deepncheap.models import build_model
+
+        with torch.device("meta"):
+            n_params = count_parameters(build_model(config, self.dataset.input_shape, self.dataset.num_outputs))
+        return self.bound(n_params / self.baselines.n_params)
+
+
+@dataclass(frozen=True)
+class KnownCost:
+    """What a config costs before any training: parameters, FLOPs per sample, the cost model's epoch, and
+    f_c when the penalty follows from these (`Scorer.cost_known_before_training`), else None."""
+
+    n_params: int
+    flops: int
+    modelled_epoch_s: float
+    f_c: float | None
 
 
 class BaselineFailed(Exception):

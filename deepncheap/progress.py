@@ -61,6 +61,10 @@ def eta_s(done: float, left: float, elapsed_s: float) -> float | None:
 
 def describe_trial(trial: Trial) -> str:
     """One line: objective, accuracy or loss, parameters, time per epoch; or the error of a failed trial."""
+    if trial.status == "pruned":
+        value = "bound" if trial.reason == "cost bound" else "objective"
+        trained = "" if trial.epochs else ", not trained"
+        return f"pruned ({trial.reason}{trained}): {value} {trial.objective:+.4f}  params {human_count(trial.n_params)}"
     if trial.status != "complete":
         return f"{trial.status}: {trial.error or ''}".rstrip(": ")
     score = f"acc {trial.val_accuracy:.4f}" if trial.val_accuracy is not None else f"loss {trial.val_loss:.4g}"
@@ -257,6 +261,7 @@ class SearchProgress:
             metrics=trial_metrics(trial),
             wall_s=trial.wall_s,
             error=trial.error,
+            reason=trial.reason,
             best_trial_id=best.trial_id if best is not None else None,
             done=self._done,
             planned=self.total,

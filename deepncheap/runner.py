@@ -4,9 +4,12 @@ store, starts the proposals (a `running` row, then the executor), takes the outc
 and records them, keeps the best trial's weights and the run's files up to date after every trial, and
 enforces the budgets (`--max-trials`, `--time-budget`) and stop requests.
 
-Per-epoch reports of running trials come in through `on_epoch` (every executor streams them while the trial
-runs): they are stored, and `stop_rule` (none yet: the hook for pruning) may answer "stop this trial"; the
-trial then ends early and is recorded `pruned` with the rule's reason. Trials interrupted by a previous
+The pruner (`pruning.py`) decides in the driver: a proposal whose cost alone rules it out is recorded
+`pruned` without training; per-epoch reports of running trials come in through `on_epoch` (every executor
+streams them while the trial runs), are stored, and the pruner may answer "stop this trial": the executor
+passes that on, the trial ends early and is recorded `pruned` with the reason (a worker that ends the trial
+before the answer arrives records it complete). The seconds the slots spend are accounted for
+(`search_cost.py`). Trials interrupted by a previous
 driver are run again (same stage, index and config) before anything new; a trial whose worker died is run
 again once, then recorded `failed`.
 """
@@ -16,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,16 +27,15 @@ from deepncheap.errors import SearchFailedError
 from deepncheap.executors import Executor
 from deepncheap.history import History
 from deepncheap.methods import Method, MethodContext, Proposal
-from deepncheap.objective import Scorer
+from deepncheap.objective import KnownCost, Scorer
 from deepncheap.progress import SearchProgress
+from deepncheap.pruning import BOUND_REASON, Pruner, Verdict
+from deepncheap.search_cost import SlotClock
 from deepncheap.store import EpochRecord, RunStore, Trial, best_of
 from deepncheap.train import EpochReport
 from deepncheap.trial import TrialMeasurements, TrialOutcome, TrialTask, trial_seed
 
 log = logging.getLogger("deepncheap")
-
-# Answers, from a running trial's epochs so far, whether to stop it now (the reason) or not (None).
-StopRule = Callable[[int, list[EpochReport]], "str | None"]
 
 
 class BudgetReached(Exception):
@@ -48,9 +49,10 @@ class _Running:
     task: TrialTask
     stage: str
     started: float
+    f_c: float | None = None  # its complexity when known before training
     epochs: list[EpochReport] = field(default_factory=list)
     losses: int = 0  # how often its worker died under it
-    stop_reason: str | None = None  # set when the stop rule stopped it
+    verdict: Verdict | None = None  # set when the pruner stopped it
 
 
 @dataclass
@@ -65,8 +67,9 @@ class Runner:
     run_dir: Path
     progress: SearchProgress
     stop: threading.Event
+    clock: SlotClock
     deadline: float | None = None  # time.monotonic() after which no trial starts
-    stop_rule: StopRule | None = None
+    pruner: Pruner | None = None
     augment: bool = False  # trials augment their training batches (`train.augment_batch`)
     running: dict[int, _Running] = field(default_factory=dict)
     best: Trial | None = None
@@ -87,7 +90,8 @@ class Runner:
                 for trial in history.interrupted()[:free]:  # trials a previous driver left running
                     self._start(Proposal(trial.config, trial.stage, trial.stage_index))
                     free -= 1
-            proposals = method(self.context, history, min(free, budget) if budget is not None else free)
+            with self.clock.proposing():
+                proposals = method(self.context, history, min(free, budget) if budget is not None else free)
             if proposals is None and not self.running:
                 return
             if proposals and (budget is None or budget > 0):
@@ -98,7 +102,8 @@ class Runner:
                     return
                 assert budget is not None and budget <= 0, "the method waits for trials, but none is running"
                 raise BudgetReached(self._budget_name())
-            self._record(self._next_outcome())
+            if self.running:  # (else every proposal was pruned before training: ask again)
+                self._record(self._next_outcome())
 
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -116,10 +121,20 @@ class Runner:
         return f"--max-trials {self.context.settings.trial_budget}"
 
     def _start(self, proposal: Proposal) -> None:
+        """Start a proposed trial, or record it pruned when its cost alone rules it out."""
         for note in proposal.notes:
             self.progress.note(note)
             if "advanced stage" not in note:
                 self.store.log(note)
+        started = time.perf_counter()
+        cost = None
+        if self.pruner is not None and self.pruner.active and self.scorer.cost_known_before_training:
+            cost = self.scorer.cost_of(proposal.config)
+            incumbent = self.best.objective if self.best is not None else None
+            verdict = self.pruner.before_training(cost.f_c, incumbent)
+            if verdict is not None:
+                self._record_unstarted(proposal, verdict, cost, time.perf_counter() - started)
+                return
         trial_id = self.store.start_trial(
             stage=proposal.stage,
             stage_index=proposal.index,
@@ -133,11 +148,30 @@ class Runner:
         self.progress.trial_started(
             trial_id, stage=proposal.stage, index=proposal.index, config=proposal.config, epochs=epochs
         )
-        self.running[trial_id] = _Running(task, proposal.stage, time.perf_counter())
+        self.running[trial_id] = _Running(task, proposal.stage, started, f_c=cost.f_c if cost else None)
         self.executor.submit(task)
 
+    def _record_unstarted(self, proposal: Proposal, verdict: Verdict, cost: KnownCost, wall_s: float) -> None:
+        """A proposal the cost bound rules out: a `pruned` row with its bound as objective, never trained."""
+        trial_id = self.store.start_trial(
+            stage=proposal.stage, stage_index=proposal.index, config=proposal.config, concurrent=len(self.running)
+        )
+        self.progress.trial_started(
+            trial_id, stage=proposal.stage, index=proposal.index, config=proposal.config, epochs=0
+        )
+        metrics = {
+            "objective": verdict.objective,
+            "f_c": cost.f_c,
+            "n_params": cost.n_params,
+            "flops": cost.flops,
+            "epochs": 0,
+            "modelled_epoch_s": cost.modelled_epoch_s,
+        }
+        self.store.finish_trial(trial_id, status="pruned", metrics=metrics, wall_s=wall_s, reason=verdict.reason)
+        self._trial_recorded(self.store.trial(trial_id))
+
     def on_epoch(self, trial_id: int, report: EpochReport) -> bool:
-        """A running trial's epoch report: store it; True when the stop rule stops the trial here."""
+        """A running trial's epoch report: store it; True when the pruner stops the trial here."""
         running = self.running.get(trial_id)
         if running is None:  # a baseline measurement or a retraining
             return False
@@ -152,10 +186,23 @@ class Runner:
         self.store.add_epoch(
             EpochRecord(trial_id, report.epoch, report.val_score, report.val_loss, report.epoch_time_s)
         )
-        reason = self.stop_rule(trial_id, running.epochs) if self.stop_rule is not None else None
-        if reason is not None:
-            running.stop_reason = reason
-        return reason is not None
+        if self.pruner is None or running.verdict is not None:
+            return running.verdict is not None
+        running.verdict = self.pruner.at_epoch(
+            stage=running.stage,
+            f_c=running.f_c,
+            reports=running.epochs,
+            incumbent=self.best.objective if self.best is not None else None,
+            peers=self._peer_epochs,
+        )
+        return running.verdict is not None
+
+    def _peer_epochs(self, stage: str) -> list[tuple[Trial, list[EpochRecord]]]:
+        """The finished trials of `stage` that trained, with their epochs (the pruner's comparison)."""
+        history = History.of(self.store.trials())
+        peers = [t for t in history.finished(stage) if t.epochs]
+        records = self.store.epochs([t.trial_id for t in peers])
+        return [(t, [r for r in records if r.trial_id == t.trial_id]) for t in peers]
 
     def _next_outcome(self) -> TrialOutcome:
         """The next outcome of a running trial; a trial whose worker died is run again once (while stopping,
@@ -169,6 +216,7 @@ class Runner:
                 return outcome
             running.losses += 1
             running.epochs.clear()
+            running.verdict = None
             self.progress.note(f"trial #{outcome.trial_id}: {outcome.error}; running it again")
             self.executor.submit(running.task)
 
@@ -204,19 +252,25 @@ class Runner:
             except Exception as exc:  # e.g. a NaN validation loss
                 self._fail(trial_id, wall_s, f"cannot score the trial: {exc}", None, device)
             else:
-                status = "pruned" if outcome.status == "stopped" else "complete"
+                pruned = outcome.status == "stopped" and running.verdict is not None
+                if pruned and running.verdict.reason == BOUND_REASON:  # type: ignore[union-attr]
+                    metrics["objective"] = running.verdict.objective  # type: ignore[union-attr]
                 self.store.finish_trial(
                     trial_id,
-                    status=status,
+                    status="pruned" if pruned else "complete",
                     metrics=metrics,
                     val_curve=outcome.measured.training.val_curve,
                     wall_s=wall_s,
-                    error=running.stop_reason if status == "pruned" else None,
                     device=device,
+                    reason=running.verdict.reason if pruned else None,  # type: ignore[union-attr]
                 )
                 self._keep_if_best(self.store.trial(trial_id), outcome.measured)
-        trial = self.store.trial(trial_id)
+        self._trial_recorded(self.store.trial(trial_id))
+
+    def _trial_recorded(self, trial: Trial) -> None:
+        """After each recorded trial: trials.csv, the slots' accounts, the progress display."""
         artifacts.write_trials_csv(self.store, self.run_dir)
+        self.clock.save(self.store)
         self.progress.trial_finished(trial, self.best)
 
     def _fail(self, trial_id: int, wall_s: float, error: str | None, traceback: str | None, device: str | None) -> None:

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,11 @@ from deepncheap.history import History, every_trial_failed
 from deepncheap.methods import MethodContext, method_for, planned_trials
 from deepncheap.objective import BASELINE_EPOCHS, BaselineFailed, Baselines, Scorer, measure_baselines
 from deepncheap.progress import EventSink, SearchProgress
+from deepncheap.pruning import Pruner
 from deepncheap.report.noted import write_report_noted
 from deepncheap.run_data import data_options, reload_dataset, source_name
-from deepncheap.runner import BudgetReached, Runner, StopRule
+from deepncheap.runner import BudgetReached, Runner
+from deepncheap.search_cost import SlotClock
 from deepncheap.settings import SearchSettings, parse_duration
 from deepncheap.space import SearchSpace
 from deepncheap.stopping import active_stop_event
@@ -166,7 +168,6 @@ class OpenRun:
     dataset: Dataset
     executor: Executor  # (closed by the caller)
     stop: Any  # threading.Event
-    stop_rule: StopRule | None = None
 
 
 def _drive(
@@ -231,6 +232,7 @@ def _run_method(
     baselines are measured (or read), the runner drives the method; raises what stopped it early."""
     store, run_dir, settings = run.store, run.run_dir, run.settings
     started = time.monotonic()
+    clock = SlotClock.start(store, run.executor.slots)
     store.set_state("running")
     progress.note(f"run directory: {run_dir}")
     for note in [*data_lines(run.dataset), *notes]:
@@ -242,17 +244,22 @@ def _run_method(
             progress.note(
                 f"{run.executor.slots} trials at once ({settings.executor}, {run.executor.threads} thread(s) each)"
             )
+        scorer = _scorer(run, progress)
+        pruner = Pruner(settings.prune, scorer, settings.epochs)
+        if pruner.active and settings.penalty == "params":  # BO candidates ruled out by their size alone
+            context = replace(context, cost_bound=scorer.params_bound)
         runner = Runner(
             augment=bool(store.settings.get("augmented", False)),  # (runs before step 7 never augmented)
             store=store,
             executor=run.executor,
             context=context,
-            scorer=_scorer(run, progress),
+            scorer=scorer,
             run_dir=run_dir,
             progress=progress,
             stop=run.stop,
+            clock=clock,
             deadline=None if time_budget_s is None else started + time_budget_s,
-            stop_rule=run.stop_rule,
+            pruner=pruner,
         )
         progress.resumed(store.trials())
         progress.started(run_dir=str(run_dir), data=run.dataset.summary())
@@ -263,6 +270,7 @@ def _run_method(
     except KeyboardInterrupt:
         if runner is not None:
             runner.abandon_running()
+            clock.save(store)
             _write_outputs(run, runner, retrain_weights=False)
         store.set_state("interrupted", "Ctrl-C or SIGTERM")
         raise SearchInterrupted(run_dir) from None
@@ -273,6 +281,8 @@ def _run_method(
     except BaseException as exc:
         store.set_state("failed", f"internal error ({type(exc).__name__}: {exc})")
         raise
+    finally:
+        clock.save(store)
     assert runner is not None
     best = runner.best
     if best is None:

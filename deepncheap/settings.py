@@ -11,6 +11,7 @@ from typing import Any
 from deepncheap.bo import BO_MODES
 from deepncheap.errors import SettingsError
 from deepncheap.objective import PENALTIES
+from deepncheap.pruning import DEFAULT_PRUNE, PRUNE_MODES
 from deepncheap.sources import IMPUTE
 from deepncheap.space import NETWORKS, SAMPLING_METHODS, is_int, is_number
 
@@ -35,7 +36,8 @@ class SearchSettings:
     names a running Ray cluster. `workers` > 1 without an executor means `processes`. `target`, `delimiter`
     and `drop` read a CSV file (its label column, its delimiter when not sniffed, columns to leave out);
     `impute` (`mean`, `median`, `drop`) deals with missing feature values, which are refused otherwise;
-    `augment` (`auto`, `on`, `off`; a bool works too) crops and flips training batches of images.
+    `augment` (`auto`, `on`, `off`; a bool works too) crops and flips training batches of images. `prune`
+    (`none`, `bound`, `median`, `asha`) stops trials that cannot win or trail their stage (`pruning.py`).
     """
 
     network: str = "cnn"
@@ -66,6 +68,7 @@ class SearchSettings:
     cpus_per_trial: int = 1
     gpus_per_trial: float | None = None
     ray_address: str | None = None
+    prune: str = DEFAULT_PRUNE
     extra_training_steps: int = 0  # BO steps added to `dnc`'s training stage when a finished search is extended
 
     @classmethod
@@ -100,6 +103,8 @@ class SearchSettings:
             raise SettingsError(f"unknown method '{self.method}'; use one of: {', '.join(METHODS)}")
         if self.bo_mode not in BO_MODES:
             raise SettingsError(f"unknown BO mode '{self.bo_mode}'; use one of: {', '.join(BO_MODES)}")
+        if self.prune not in PRUNE_MODES:
+            raise SettingsError(f"unknown --prune '{self.prune}'; use one of: {', '.join(PRUNE_MODES)}")
         if self.executor not in EXECUTORS:
             raise SettingsError(f"unknown executor '{self.executor}'; use one of: {', '.join(EXECUTORS)}")
         checks = [
@@ -154,6 +159,7 @@ class SearchSettings:
         """The settings a run was stored with (`RunStore.settings`), with `changes` applied. The stored
         `space` is the whole space (rebuilt by `SearchSpace.from_dict`), so no overrides are carried here."""
         values = {f.name: stored[f.name] for f in fields(cls) if f.name in stored}
+        values.setdefault("prune", "none")  # (runs before pruning existed trained every trial to the end)
         values["space"] = None
         if values.get("image_shape"):
             values["image_shape"] = tuple(values["image_shape"])

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 STORE_NAME = "store.sqlite"
-# 2: trials record `concurrent` and `threads`; 3: `device`, `traceback`, `time_noise`, the epochs and log tables
-SCHEMA_VERSION = 3
+# 2: trials record `concurrent` and `threads`; 3: `device`, `traceback`, `time_noise`, the epochs and log tables;
+# 4: `reason` (why a trial was pruned) and `modelled_epoch_s`
+SCHEMA_VERSION = 4
 STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
 RUN_STATES = ("running", "stopped", "interrupted", "failed", "finished")
 STAGES = ("joint", "core", "advanced", "training")  # `joint`: random/Sobol search over every hyperparameter
@@ -40,6 +41,7 @@ METRIC_COLUMNS = (
     "time_per_epoch_s",
     "epochs",
     "time_noise",
+    "modelled_epoch_s",
 )
 
 _SCHEMA = f"""
@@ -71,7 +73,9 @@ CREATE TABLE IF NOT EXISTS trials (
     threads INTEGER,
     device TEXT,
     traceback TEXT,
-    time_noise REAL
+    time_noise REAL,
+    reason TEXT,
+    modelled_epoch_s REAL
 );
 CREATE TABLE IF NOT EXISTS epochs (
     trial_id INTEGER NOT NULL,
@@ -88,7 +92,7 @@ CREATE TABLE IF NOT EXISTS log (
 );
 """
 # Columns added by each version (for the migration of older stores).
-_ADDED_COLUMNS = {3: ("device TEXT", "traceback TEXT", "time_noise REAL")}
+_ADDED_COLUMNS = {3: ("device TEXT", "traceback TEXT", "time_noise REAL"), 4: ("reason TEXT", "modelled_epoch_s REAL")}
 
 
 class IncompleteStore(Exception):
@@ -127,6 +131,8 @@ class Trial:
     device: str | None = None  # the device it trained on
     traceback: str | None = None  # of a failed trial
     time_noise: float | None = None  # relative spread of its timed epochs
+    reason: str | None = None  # why it was pruned (`pruning.Verdict`)
+    modelled_epoch_s: float | None = None  # the time cost model's epoch (`timing`)
 
 
 def best_of(trials: list[Trial]) -> Trial | None:
@@ -281,17 +287,18 @@ class RunStore:
         error: str | None = None,
         traceback: str | None = None,
         device: str | None = None,
+        reason: str | None = None,
     ) -> None:
         """Record the end of a trial: its status, measurements (METRIC_COLUMNS), curve, wall time, error
-        (with its traceback) and the device it ran on."""
+        (with its traceback), the device it ran on and why it was pruned."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status}")
         metrics = metrics or {}
         unknown = set(metrics) - set(METRIC_COLUMNS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}")
-        columns = ["status", "val_curve", "wall_s", "error", "traceback", "device", "finished_at", *metrics]
-        values = [status, json.dumps(val_curve or []), wall_s, error, traceback, device, time.time()]
+        columns = ["status", "val_curve", "wall_s", "error", "traceback", "device", "reason", "finished_at", *metrics]
+        values = [status, json.dumps(val_curve or []), wall_s, error, traceback, device, reason, time.time()]
         values += list(metrics.values())
         with self._transaction() as db:
             db.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,11 +13,13 @@ from deepncheap.space import SearchSpace
 @dataclass(frozen=True)
 class MethodContext:
     """Everything a method needs besides the history: the search's settings (seed, budgets, BO mode) and
-    space, and the data's input shape (grids skip configs that build the same network)."""
+    space, the data's input shape (grids skip configs that build the same network) and, when pruning knows
+    it before training, the cost bound of a config (`pruning.py`: BO drops candidates it rules out)."""
 
     settings: SearchSettings
     space: SearchSpace
     input_shape: tuple[int, ...]
+    cost_bound: Callable[[dict[str, Any]], float] | None = None  # a config's cost bound, when known before training
 
 
 @dataclass(frozen=True)

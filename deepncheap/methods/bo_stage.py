@@ -48,7 +48,7 @@ def ask_bo_stage(
             if pending or proposals:
                 break  # wait for a complete trial
             raise SearchFailedError(every_trial_failed(f"every prior point of the {stage} stage", finished))
-        choice = _propose(context, stage, index, base, finished, [*pending, *(p.config for p in proposals)])
+        choice = _propose(context, stage, index, base, finished, [*pending, *(p.config for p in proposals)], history)
         proposals.append(choice)
     if proposals or pending or len(trials) < total:
         return proposals
@@ -70,6 +70,7 @@ def _propose(
     base: dict[str, Any] | None,
     finished: list[Trial],
     pending: list[dict[str, Any]],
+    history: History,
 ) -> Proposal:
     """BO step `index - prior_points` of `stage`."""
     settings, space = context.settings, context.space
@@ -77,6 +78,7 @@ def _propose(
     candidates = space.sample(
         settings.candidates, method="random", seed=derive_seed(settings.seed, stage, step), stage=stage, base=base
     )
+    candidates = _within_bound(context, history, candidates)
     prior = [t for t in _complete(finished) if t.stage_index < settings.prior_points]
     choice = bo.propose(
         space.encode(stage, [t.config for t in finished]),
@@ -91,10 +93,22 @@ def _propose(
     return Proposal(candidates[choice.index], stage, index, notes)
 
 
+def _within_bound(context: MethodContext, history: History, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The candidates whose cost bound can still beat the search's best (all of them when none can)."""
+    best = history.best()
+    if context.cost_bound is None or best is None or best.objective is None:
+        return candidates
+    kept = [c for c in candidates if context.cost_bound(c) < best.objective]
+    return kept or candidates
+
+
 def observed_objectives(trials: list[Trial]) -> np.ndarray:
-    """The objectives the GP sees: a failed trial counts as the worst complete trial of the list."""
-    worst = max(t.objective for t in _complete(trials))  # type: ignore[type-var]
-    return np.array([t.objective if t.status == "complete" else worst for t in trials], dtype=float)
+    """The objectives the GP sees: a pruned trial's recorded objective (its cost bound, or its objective
+    when a learning-curve rule stopped it: both at or above what it could have reached); a failed trial
+    counts as the worst complete or pruned trial of the list."""
+    seen = [t for t in trials if t.status in ("complete", "pruned") and t.objective is not None]
+    worst = max(t.objective for t in seen)  # type: ignore[type-var]
+    return np.array([t.objective if t in seen else worst for t in trials], dtype=float)
 
 
 def _complete(trials: list[Trial]) -> list[Trial]:

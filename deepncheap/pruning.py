@@ -1,0 +1,124 @@
+"""Pruning (`--prune`): never finish a trial that cannot win, and stop hopeless ones early.
+
+The cost bound (`bound`, and under every rule): f = log10(f_p + w_c * f_c) with f_p >= its floor (half a
+validation sample), so a trial of complexity f_c can reach no objective below log10(floor + w_c * f_c). When
+that is at or above the incumbent (the best complete trial of the search so far, which only gets better),
+the trial cannot become the best: with `--penalty params` (or time ranked by the cost model) f_c is known
+from the config and the trial is not trained at all; with measured time it stops once its first timed
+epoch is in (the bound then allows `TIME_SLACK` of timing noise). It never removes the winner.
+
+The learning-curve rules stop a running trial at its rungs (`rungs`: after 1/4 and 1/2 of its epochs) when
+its objective so far (best validation epoch so far, its cost) is worse than that of the finished trials of
+its stage at the same epoch: `median` than their median (complete trials), `asha` than their top 1/`ETA`
+(complete trials and pruned ones that reached the rung, as successive halving does); never before
+`MIN_PEERS` such trials. A pruned trial keeps its partial curve and is recorded `pruned` with its reason and
+an objective: the bound, or its objective when it stopped. The GP sees that value (`methods/bo_stage.py`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from deepncheap.store import EpochRecord, Trial
+
+if TYPE_CHECKING:
+    from deepncheap.objective import Scorer
+    from deepncheap.train import EpochReport
+
+PRUNE_MODES = ("none", "bound", "median", "asha")
+DEFAULT_PRUNE = "asha"
+MIN_PEERS = 5  # finished trials of a stage at a rung before a learning-curve rule stops anything there
+ETA = 3  # asha keeps the top 1/ETA at each rung
+TIME_SLACK = 0.1  # a measured epoch may be this much slower than the trial's final time per epoch
+BOUND_REASON = "cost bound"
+
+# The epochs of finished trials of a stage (trial, its epoch records), read from the store when needed.
+PeerEpochs = Callable[[str], list[tuple[Trial, list[EpochRecord]]]]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Stop (or never start) a trial: why (e.g. `cost bound`, `median at epoch 5`), and the objective it is
+    recorded with (its bound, or its objective so far)."""
+
+    reason: str
+    objective: float
+
+
+def rungs(epochs: int) -> tuple[int, ...]:
+    """The epochs at which the learning-curve rules look at a trial: 1/4 and 1/2 of its epochs."""
+    return tuple(sorted({e for e in (epochs // 4, epochs // 2) if 0 < e < epochs}))
+
+
+@dataclass(frozen=True)
+class Pruner:
+    """The run's pruning decisions, made in the driver: `before_training` for a proposed config,
+    `at_epoch` for a running trial after each epoch it reports."""
+
+    mode: str
+    scorer: Scorer
+    epochs: int
+
+    @property
+    def active(self) -> bool:
+        return self.mode != "none"
+
+    def before_training(self, f_c: float | None, incumbent: float | None) -> Verdict | None:
+        """Never train a config whose cost alone rules it out (f_c known from the config)."""
+        if not self.active or f_c is None or incumbent is None:
+            return None
+        bound = self.scorer.bound(f_c)
+        return Verdict(BOUND_REASON, bound) if bound >= incumbent else None
+
+    def at_epoch(
+        self,
+        *,
+        stage: str,
+        f_c: float | None,
+        reports: list[EpochReport],
+        incumbent: float | None,
+        peers: PeerEpochs,
+    ) -> Verdict | None:
+        """Stop a running trial after its latest epoch (`reports` so far): by the bound once its time is
+        measured (f_c None: measured time), or at a rung by the mode's learning-curve rule."""
+        if not self.active:
+            return None
+        epoch = reports[-1].epoch
+        times = [r.epoch_time_s for r in reports]
+        if f_c is None and incumbent is not None and epoch >= 2:
+            bound = self.scorer.bound(self.scorer.timed_cost(times) * (1 - TIME_SLACK))
+            if bound >= incumbent:
+                return Verdict(BOUND_REASON, bound)
+        if self.mode == "bound" or epoch not in rungs(self.epochs):
+            return None
+        scores = [r.val_score for r in reports]
+        if not all(math.isfinite(s) for s in scores):
+            return None  # (a diverging trial fails by itself)
+        own = self.scorer.partial(scores, times, f_c)
+        others = self._peer_objectives(peers(stage), epoch)
+        if len(others) < MIN_PEERS:
+            return None
+        if self.mode == "median":
+            worse = own > float(np.median(others))
+        else:  # asha: continue only within the top 1/ETA of the trials at this rung, itself included
+            kept = math.ceil((len(others) + 1) / ETA)
+            worse = sum(o < own for o in others) >= kept
+        return Verdict(f"{self.mode} at epoch {epoch}", own) if worse else None
+
+    def _peer_objectives(self, peers: list[tuple[Trial, list[EpochRecord]]], epoch: int) -> list[float]:
+        """The objectives of the peers at `epoch` (their records up to it): complete trials for `median`,
+        and also pruned ones that reached it for `asha`."""
+        statuses = ("complete",) if self.mode == "median" else ("complete", "pruned")
+        values = []
+        for trial, records in peers:
+            upto = [r for r in records if r.epoch <= epoch]
+            if trial.status not in statuses or len(upto) < epoch or any(r.val_score is None for r in upto):
+                continue
+            f_c = trial.f_c if self.scorer.cost_known_before_training else None
+            values.append(self.scorer.partial([r.val_score for r in upto], [r.epoch_time_s for r in upto], f_c))  # type: ignore[misc]
+        return values
