@@ -88,19 +88,24 @@ def pruning_saved_s(trials: list[Trial], epochs: int) -> float:
     return saved
 
 
+def seconds(value: float) -> str:
+    """Seconds, to 0.1 s below 100 s."""
+    return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
 def describe(summary: dict[str, Any]) -> str:
     """One line for `dnc show` and the report."""
     by_status = summary["training_by_status_s"]
-    parts = ", ".join(f"{status} {seconds:,.0f}" for status, seconds in by_status.items() if seconds)
+    parts = ", ".join(f"{status} {seconds(value)}" for status, value in by_status.items() if value)
     text = (
-        f"{summary['total_s']:,.0f} device-seconds: training {summary['training_s']:,.0f}"
+        f"{seconds(summary['total_s'])} device-seconds: training {seconds(summary['training_s'])}"
         + (f" ({parts})" if parts else "")
-        + f", baselines {summary['baselines_s']:,.0f}, idle slots {summary['idle_s']:,.0f}"
-        f" (proposing {summary['proposing_s']:,.0f})"
+        + f", baselines {seconds(summary['baselines_s'])}, idle slots {seconds(summary['idle_s'])}"
+        f" (proposing {seconds(summary['proposing_s'])})"
     )
     if summary["pruned_trials"]:
         text += (
             f"; pruning stopped {summary['pruned_trials']} trial(s) and saved about "
-            f"{summary['pruning_saved_s']:,.0f} s of training"
+            f"{seconds(summary['pruning_saved_s'])} s of training"
         )
     return text

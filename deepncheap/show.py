@@ -14,9 +14,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from deepncheap import timing
+from deepncheap import search_cost, timing
 from deepncheap.objective import Baselines, performance_floor
 from deepncheap.progress import human_count
+from deepncheap.pruning import BOUND_REASON
 from deepncheap.rundir import check_run, holder_pid
 from deepncheap.store import STAGES, RunStore, Trial, best_of
 from deepncheap.tradeoff import Winner, pareto_front, winners
@@ -171,11 +172,12 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
         epochs = store.epochs(running) if running else []
         log_lines = store.log_lines()
         baselines = store.get("baselines")
+        cost = search_cost.summarize(store)
     counts = {s: sum(t.status == s for t in trials) for s in sorted({t.status for t in trials})}
     console.print(
         f"run {run_dir}: {settings['data']['name']} {settings['network']} w_c={settings['wc']} "
         f"penalty={settings['penalty']} method={settings['method']} epochs={settings['epochs']} "
-        f"seed={settings['seed']}"
+        f"seed={settings['seed']} prune={settings.get('prune', 'none')}"
     )
     console.print("trials: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none yet"))
     # (never wrapped: it may end with a command to copy)
@@ -189,6 +191,14 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
             errors.setdefault(t.error or "no error recorded", []).append(t.trial_id)
     for error, ids in errors.items():
         console.print(f"failed: {', '.join(f'#{i}' for i in ids)}: {error}")
+    pruned: dict[str, list[int]] = {}
+    for t in trials:
+        if t.status == "pruned":
+            pruned.setdefault(t.reason or "no reason recorded", []).append(t.trial_id)
+    for reason, ids in pruned.items():
+        what = "its bound" if reason == BOUND_REASON else "its objective when stopped"
+        console.print(f"pruned ({reason}; the objective column holds {what}): {', '.join(f'#{i}' for i in ids)}")
+    console.print(f"search cost: {search_cost.describe(cost)}")
     for trial_id in running:
         reported = [e for e in epochs if e.trial_id == trial_id]
         curve = ", ".join(f"{e.epoch}: {e.val_score or float('nan'):.4g} ({e.epoch_time_s:.3f} s)" for e in reported)

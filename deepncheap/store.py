@@ -204,9 +204,11 @@ class RunStore:
     def _migrate(self, version: int) -> None:
         """Bring a store of an older schema version to this one, in one transaction."""
         with self._transaction() as db:
+            present = {row[1] for row in db.execute("PRAGMA table_info(trials)")}
             for added in range(version + 1, SCHEMA_VERSION + 1):
                 for column in _ADDED_COLUMNS.get(added, ()):
-                    db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
+                    if column.split()[0] not in present:
+                        db.execute(f"ALTER TABLE trials ADD COLUMN {column}")
             for statement in _SCHEMA.split(";"):
                 if "CREATE TABLE IF NOT EXISTS trials" not in statement and statement.strip():
                     db.execute(statement)

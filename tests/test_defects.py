@@ -27,7 +27,7 @@ from helpers import stored_trials
 import deepncheap
 from deepncheap.cli import main
 from deepncheap.errors import SearchFailedError, SearchStopped
-from deepncheap.store import IncompleteStore, RunStore
+from deepncheap.store import SCHEMA_VERSION, IncompleteStore, RunStore
 
 DNC = str(Path(sys.executable).parent / "dnc")
 TINY = dict(data="iris", network="mlp", penalty="params", epochs=1, seed=0, verbose=False, report=False)
@@ -225,7 +225,7 @@ def downgrade_to_v2(run, *, running_trial=False):
     db = sqlite3.connect(run / "store.sqlite", isolation_level=None)
     try:
         columns = {row[1] for row in db.execute("PRAGMA table_info(trials)")}
-        for column in ("device", "traceback", "time_noise"):
+        for column in ("device", "traceback", "time_noise", "reason", "modelled_epoch_s"):
             if column in columns:
                 db.execute(f"ALTER TABLE trials DROP COLUMN {column}")
         db.execute("DROP TABLE IF EXISTS epochs")
@@ -275,7 +275,7 @@ def test_resume_migrates_a_v2_store_and_goes_on(tmp_path):
     downgrade_to_v2(run)
     resumed = deepncheap.resume(run, max_trials=3, verbose=False, report=False)
     assert resumed.finished
-    assert raw_value(run, "schema_version") == 3 and {"epochs", "log"} <= tables(run)
+    assert raw_value(run, "schema_version") == SCHEMA_VERSION and {"epochs", "log"} <= tables(run)
     trials = stored_trials(run)
     assert [t.status for t in trials] == ["complete"] * 3
     assert trials[2].device == "cpu"  # the new trial fills the new columns

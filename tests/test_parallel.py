@@ -30,7 +30,7 @@ def worker_pids(parent=None):
 def tiny_search(out, **options):
     settings = dict(
         data="digits", network="mlp", wc=0.1, penalty="params", method="dnc", prior_points=3, bo_steps=3,
-        epochs=2, seed=0, space=TINY_MLP, out=out, verbose=False, report=False,
+        epochs=2, seed=0, space=TINY_MLP, out=out, verbose=False, report=False, prune="none",
     )  # fmt: skip
     return deepncheap.search(**(settings | options))
 
@@ -101,7 +101,7 @@ def start_cli_search(tmp_path, *options):
     space.write_text(json.dumps(TINY_MLP))
     command = [
         DNC, "search", "--data", "digits", "--network", "mlp", "--penalty", "params", "--prior-points", "3",
-        "--space", str(space), "--workers", "2", "--out", str(run), *options,
+        "--space", str(space), "--workers", "2", "--prune", "none", "--out", str(run), *options,
     ]  # fmt: skip
     return run, subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
 

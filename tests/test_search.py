@@ -60,7 +60,7 @@ def test_search_writes_spec_outputs(tmp_path):
     }
 
     best = json.loads((run / "best.json").read_text())
-    assert list(best) == ["trial_id", "stage", "config", "metrics", "settings", "baselines"]
+    assert list(best) == ["trial_id", "stage", "config", "metrics", "settings", "baselines", "search_cost"]
     assert list(best["metrics"]) == [
         "objective",
         "val_accuracy",
@@ -99,6 +99,7 @@ def test_search_writes_spec_outputs(tmp_path):
         "time_per_epoch_s",
         "wall_s",
         "config",
+        "reason",
     ]
     assert len(rows) == 4 and all(r["status"] == "complete" and r["stage"] == "joint" for r in rows)
     assert min(rows, key=lambda r: float(r["objective"]))["trial_id"] == str(best["trial_id"])

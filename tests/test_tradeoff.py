@@ -19,7 +19,7 @@ from tests.helpers import stored_trials
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tradeoff") / "run"
     return deepncheap.search(data="digits", network="mlp", method="random", max_trials=6, epochs=2,
-                             penalty="params", seed=3, out=out, verbose=False, report=False)  # fmt: skip
+                             penalty="params", seed=3, out=out, verbose=False, report=False, prune="none")  # fmt: skip
 
 
 def brute_force_front(trials, cost):

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from deepncheap import __version__
+from deepncheap import __version__, search_cost
 from deepncheap.models import cnn_layout
 from deepncheap.progress import human_count
 from deepncheap.report.snapshot import RunSnapshot
@@ -195,17 +195,15 @@ def final_metrics(final: dict[str, Any]) -> dict[str, float]:
 
 
 def describe_cost(run: RunSnapshot) -> str:
-    """What the search spent."""
+    """What the search spent (`search_cost.describe`)."""
     statuses: dict[str, int] = {}
     for trial in run.trials:
         statuses[trial.status] = statuses.get(trial.status, 0) + 1
-    trained = sum(t.wall_s or 0.0 for t in run.trials)
-    baseline = run.baseline_wall_s or 0.0
     counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
     return (
-        f"{len(run.trials)} trainings ({counts}) of {run.settings['epochs']} epochs each, method "
-        f"{run.settings['method']}: {trained:,.0f} device-seconds of training"
-        + (f" plus {baseline:,.0f} s measuring the baselines." if baseline >= 0.5 else ".")
+        f"{len(run.trials)} trials ({counts}) of up to {run.settings['epochs']} epochs each, method "
+        f"{run.settings['method']}, pruning {run.settings.get('prune', 'none')}: "
+        f"{search_cost.describe(run.search_cost)}."
     )
 
 

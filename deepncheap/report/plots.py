@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from deepncheap import search_cost
 from deepncheap.progress import human_count
 from deepncheap.report.features import Feature, searched_features
 from deepncheap.report.snapshot import RunSnapshot
@@ -337,36 +338,44 @@ def _feature_axes(ax: Axes, run: RunSnapshot, feature: Feature) -> None:
 def _search_cost_plot(run: RunSnapshot) -> Plot:
     timed = sorted((t for t in run.trials if t.wall_s is not None), key=lambda t: (t.finished_at or 0, t.trial_id))
     scored_ids = {t.trial_id for t in run.scored}
-    start = run.baseline_wall_s or 0.0
-    cumulative, best_so_far, best, total = {}, [], math.inf, start
-    for count, trial in enumerate(timed, start=1):
+    start = run.search_cost["baselines_s"]
+    spent, best_so_far, best, total = {}, [], math.inf, start
+    for trial in timed:
         total += _value(trial, "wall_s")
-        cumulative[trial.trial_id] = (count, total)
+        spent[trial.trial_id] = total
         if trial.trial_id in scored_ids:
             best = min(best, _value(trial, "objective"))
-            best_so_far.append((count, best))
+            best_so_far.append((total, best))
     figure = _figure()
     ax = figure.add_subplot()
-    ax.plot([0, *(c for c, _ in cumulative.values())], [start, *(s for _, s in cumulative.values())],
-            color="#7f7f7f", linewidth=1.4, label="device-seconds spent (left axis)")  # fmt: skip
-    _scatter_by_stage(ax, timed, lambda t: cumulative[t.trial_id][0], lambda t: cumulative[t.trial_id][1], size=18)
-    ax.set_xlabel("trials finished (failed ones included)")
-    ax.set_ylabel("cumulative device-seconds\n(every trial's training + the baselines)")
-    ax.set_ylim(bottom=0)
-    _integer_ticks(ax.xaxis)
+    best_so_far.append((total, best))
+    ax.step(*zip(*best_so_far, strict=True), where="post", color="black", linewidth=1.4,
+            label="best objective so far")  # fmt: skip
+    values = {t.trial_id: _value(t, "objective") for t in timed if t.objective is not None}
+    shown = [t for t in timed if t.trial_id in values]
+    _scatter_by_stage(ax, [t for t in shown if t.status == "complete"], lambda t: spent[t.trial_id],
+                      lambda t: values[t.trial_id], size=18)  # fmt: skip
+    pruned = [t for t in shown if t.status == "pruned"]
+    if pruned:
+        ax.scatter([spent[t.trial_id] for t in pruned], [values[t.trial_id] for t in pruned], s=22, facecolor="none",
+                   edgecolor="grey", label=f"pruned: bound or objective when stopped ({len(pruned)})")  # fmt: skip
+    ax.set_xlabel("device-seconds spent (every trial's training" + (" after the baselines)" if start else ")"))
+    ax.set_ylabel("objective (lower is better)")
+    ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    right = ax.twinx()
-    best_so_far.append((len(timed), best))
-    right.step(*zip(*best_so_far, strict=True), where="post", color="black", linewidth=1.4,
-               label="best objective so far (right axis)")  # fmt: skip
-    right.set_ylabel("best objective so far (lower is better)")
-    _legend_below(figure, ax, right)
-    caption = f"{len(timed)} trainings took {total - start:,.0f} device-seconds"
+    _legend_below(figure, ax)
+    cost = run.search_cost
+    caption = f"{len(timed)} trials took {search_cost.seconds(total - start)} device-seconds of training"
     if start:
-        caption += f", after {start:,.0f} s measuring the baselines (the point at 0 trials)"
+        caption += f", after {search_cost.seconds(start)} s measuring the baselines (where the axis starts)"
+    if cost["pruned_trials"]:
+        caption += (
+            f"; pruning stopped {cost['pruned_trials']} of them, saving about "
+            f"{search_cost.seconds(cost['pruning_saved_s'])} s"
+        )
     return Plot(
         "search_cost",
-        "Search cost over time",
-        caption + "; the black staircase is the best objective so far: where it flattens, more trials bought little.",
+        "Best objective against search cost",
+        caption + ". The black staircase is the best objective so far: where it flattens, more compute bought little.",
         _png(figure),
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepncheap import search_cost
 from deepncheap.artifacts import FINAL_DIR, FINAL_JSON
 from deepncheap.errors import OutputError
 from deepncheap.objective import performance_floor
@@ -35,6 +36,7 @@ class RunSnapshot:
     log_lines: list[str]
     curves: dict[int, list[float]]  # trial id -> validation score per epoch (accuracy, or MSE in target units)
     final: dict[str, Any] | None  # RUN/final/final.json
+    search_cost: dict[str, Any]  # the device-seconds the search spent (`search_cost.summarize`)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -116,6 +118,7 @@ def read_run(run_dir: str | Path) -> RunSnapshot:
             log_lines=store.log_lines(),
             curves=curves,
             final=_final_record(run_dir),
+            search_cost=search_cost.summarize(store),
         )
     return snapshot
 
