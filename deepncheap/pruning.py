@@ -12,7 +12,13 @@ its objective so far (best validation epoch so far, its cost) is worse than that
 its stage at the same epoch: `median` than their median (complete trials), `asha` than their top 1/`ETA`
 (complete trials and pruned ones that reached the rung, as successive halving does); never before
 `MIN_PEERS` such trials. A pruned trial keeps its partial curve and is recorded `pruned` with its reason and
-an objective: the bound, or its objective when it stopped. The GP sees that value (`methods/bo_stage.py`).
+an objective: the bound, or its objective when it stopped.
+
+What the GP sees for a pruned trial (`gp_value`): its bound (a value it cannot beat, at or above the
+incumbent); for a trial stopped by a learning-curve rule, not its objective at the rung (an early epoch
+scores far worse than any finished trial, which taught the GP that whatever learns slowly, e.g. every small
+network, is hopeless: benchmarks/early_stopping.py) but the final objective its rank at the rung predicts:
+the quantile of the complete peers' final objectives at the share of peers that stood better than it there.
 """
 
 from __future__ import annotations
@@ -48,6 +54,30 @@ class Verdict:
 
     reason: str
     objective: float
+
+
+def gp_value(trial: Trial, peers: list[Trial], wc: float) -> float:
+    """The objective the GP sees for `trial` (see above); `peers`: the finished trials of its stage."""
+    assert trial.objective is not None
+    epoch = len(trial.val_curve)
+    if trial.status != "pruned" or trial.reason == BOUND_REASON or not epoch:
+        return trial.objective
+    complete = [p for p in peers if p.status == "complete" and p.objective is not None and len(p.val_curve) > epoch]
+    if not complete:
+        return trial.objective
+    better = sum(_objective_at(p, epoch, wc) < trial.objective for p in complete)
+    return float(np.quantile([p.objective for p in complete], better / len(complete)))
+
+
+def _objective_at(trial: Trial, epoch: int, wc: float) -> float:
+    """A complete trial's objective after `epoch` epochs, from its stored curve and cost."""
+    curve = trial.val_curve[:epoch]
+    assert trial.f_p is not None and trial.f_c is not None
+    if trial.val_accuracy is not None:  # classification: f_p = 1 - best accuracy (floored)
+        f_p = max(1.0 - max(curve), trial.f_p)
+    else:  # regression: f_p is the best MSE over a constant
+        f_p = min(curve) * trial.f_p / min(trial.val_curve)
+    return math.log10(f_p + wc * trial.f_c)
 
 
 def rungs(epochs: int) -> tuple[int, ...]:

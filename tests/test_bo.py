@@ -145,7 +145,7 @@ def test_failed_trials_reach_the_gp_as_the_worst_objective():
     def trial(status, objective):
         return Trial(1, "core", 0, status, {}, objective, *[None] * 8, [], None, None, 0.0, None)
 
-    values = observed_objectives([trial("complete", -1.0), trial("failed", None), trial("complete", -0.5)])
+    values = observed_objectives([trial("complete", -1.0), trial("failed", None), trial("complete", -0.5)], 0.1)
     assert values.tolist() == [-1.0, -0.5, -0.5] and np.isfinite(values).all()
 
 

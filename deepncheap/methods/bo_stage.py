@@ -4,7 +4,7 @@ stage's worst objective) and its pending ones (kriging believer, `bo.propose`).
 
 Trial i < prior_points of a stage is the i-th Sobol point of the stage's seed; trial i beyond is the choice
 of BO step i - prior_points, among candidates drawn with that step's seed. A BO step needs at least one
-complete trial; with one worker it sees every trial before it, as the sequential search.
+complete or pruned trial; with one worker it sees every trial before it, as the sequential search.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from deepncheap import bo
 from deepncheap.errors import SearchFailedError
 from deepncheap.history import History, every_trial_failed
 from deepncheap.methods.base import MethodContext, Proposal
+from deepncheap.pruning import gp_value
 from deepncheap.space import derive_seed
 from deepncheap.store import Trial
 
@@ -44,7 +45,7 @@ def ask_bo_stage(
             proposals.append(Proposal(config, stage, index))
             continue
         finished = history.finished(stage)
-        if not _complete(finished):
+        if not _observed(finished):
             if pending or proposals:
                 break  # wait for a complete trial
             raise SearchFailedError(every_trial_failed(f"every prior point of the {stage} stage", finished))
@@ -52,7 +53,7 @@ def ask_bo_stage(
         proposals.append(choice)
     if proposals or pending or len(trials) < total:
         return proposals
-    if not _complete(trials):
+    if not _observed(trials):
         raise SearchFailedError(every_trial_failed(f"every trial of the {stage} stage", trials))
     return None
 
@@ -82,7 +83,7 @@ def _propose(
     prior = [t for t in _complete(finished) if t.stage_index < settings.prior_points]
     choice = bo.propose(
         space.encode(stage, [t.config for t in finished]),
-        observed_objectives(finished),
+        observed_objectives(finished, settings.wc),
         space.encode(stage, candidates),
         space.kernel(stage, reference=settings.bo_mode == "reference"),
         mode=settings.bo_mode,
@@ -102,14 +103,20 @@ def _within_bound(context: MethodContext, history: History, candidates: list[dic
     return kept or candidates
 
 
-def observed_objectives(trials: list[Trial]) -> np.ndarray:
-    """The objectives the GP sees: a pruned trial's recorded objective (its cost bound, or its objective
-    when a learning-curve rule stopped it: both at or above what it could have reached); a failed trial
-    counts as the worst complete or pruned trial of the list."""
-    seen = [t for t in trials if t.status in ("complete", "pruned") and t.objective is not None]
-    worst = max(t.objective for t in seen)  # type: ignore[type-var]
-    return np.array([t.objective if t in seen else worst for t in trials], dtype=float)
+def observed_objectives(trials: list[Trial], wc: float) -> np.ndarray:
+    """The objectives the GP sees: a complete trial's own, a pruned trial's `pruning.gp_value`; a failed
+    trial counts as the worst of these."""
+    seen = _observed(trials)
+    values = [gp_value(t, trials, wc) if t in seen else None for t in trials]
+    worst = max(v for v in values if v is not None)
+    return np.array([worst if v is None else v for v in values], dtype=float)
 
 
 def _complete(trials: list[Trial]) -> list[Trial]:
     return [t for t in trials if t.status == "complete" and t.objective is not None]
+
+
+def _observed(trials: list[Trial]) -> list[Trial]:
+    """The trials with an objective the GP can see: complete ones, and pruned ones (their bound or their
+    objective when stopped)."""
+    return [t for t in trials if t.status in ("complete", "pruned") and t.objective is not None]
