@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from deepncheap.train import EpochReport
 
 PRUNE_MODES = ("none", "bound", "median", "asha")
-DEFAULT_PRUNE = "asha"
+DEFAULT_PRUNE = "bound"
 MIN_PEERS = 5  # finished trials of a stage at a rung before a learning-curve rule stops anything there
 ETA = 3  # asha keeps the top 1/ETA at each rung
 TIME_SLACK = 0.1  # a measured epoch may be this much slower than the trial's final time per epoch

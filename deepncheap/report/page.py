@@ -192,6 +192,7 @@ def _tables(run: RunSnapshot, weights: Sequence[float]) -> str:
         [
             "<h2>Best trial of each stage</h2>",
             _table(stage_headers, stage_rows, text_columns=("stage", "config")),
+            _pruned(run),
             f"<h2>Pareto front: f_p against f_c ({len(front)} of {len(run.scored)} complete trials)</h2>",
             "<p>The trials no other trial beats on both error (f_p) and cost (f_c); the chosen one is marked."
             + (
@@ -212,6 +213,25 @@ def _tables(run: RunSnapshot, weights: Sequence[float]) -> str:
                 highlight=own,
             ),
         ]
+    )
+
+
+def _pruned(run: RunSnapshot) -> str:
+    """The trials pruning stopped: why, after how many epochs, and the objective they are recorded with."""
+    pruned = [t for t in run.trials if t.status == "pruned"]
+    if not pruned:
+        return ""
+    rows = [
+        (f"#{t.trial_id}", t.stage, t.reason or "", str(t.epochs or 0), f"{t.objective:+.4f}",
+         human_count(t.n_params), summarize_config(t.config))
+        for t in pruned
+    ]  # fmt: skip
+    headers = ("trial", "stage", "reason", "epochs trained", "objective", "params", "config")
+    return (
+        f"<h2>Pruned trials ({len(pruned)}, --prune {_e(run.settings.get('prune', 'none'))})</h2>"
+        "<p>A trial stopped by the cost bound is recorded with its bound (the lowest objective its cost allows: "
+        "it could not beat the best trial); one stopped by a learning-curve rule with its objective when it "
+        "stopped.</p>" + _table(headers, rows, text_columns=("stage", "reason", "config"))
     )
 
 
