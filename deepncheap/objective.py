@@ -117,13 +117,7 @@ class Scorer:
 
     def score(self, measured: TrialMeasurements) -> dict[str, Any]:
         training = measured.training
-        f_p = performance_error(
-            task=self.dataset.task,
-            n_val=len(self.dataset.y_val),
-            val_accuracy=training.val_accuracy,
-            val_mse=training.val_loss,
-            val_target_var=float(np.var(self.dataset.y_val)) or 1.0,
-        )
+        f_p = self.performance(training.val_accuracy, training.val_loss)
         f_c = complexity(
             penalty=self.penalty,
             n_params=measured.n_params,
@@ -169,14 +163,18 @@ class Scorer:
         before training, else its epochs' time)."""
         classification = self.dataset.task == "classification"
         best = max(val_scores) if classification else min(val_scores)
-        f_p = performance_error(
+        f_p = self.performance(best if classification else None, None if classification else best)
+        return self.value(f_p, self.timed_cost(epoch_times_s) if f_c is None else f_c)
+
+    def performance(self, val_accuracy: float | None, val_mse: float | None) -> float:
+        """f_p of a best validation accuracy (classification) or MSE in standardized units (regression)."""
+        return performance_error(
             task=self.dataset.task,
             n_val=len(self.dataset.y_val),
-            val_accuracy=best if classification else None,
-            val_mse=None if classification else best,
+            val_accuracy=val_accuracy,
+            val_mse=val_mse,
             val_target_var=float(np.var(self.dataset.y_val)) or 1.0,
         )
-        return self.value(f_p, self.timed_cost(epoch_times_s) if f_c is None else f_c)
 
     def timed_cost(self, epoch_times_s: list[float]) -> float:
         """f_c of measured epochs (`--penalty time`, measured): the fastest timed epoch over the reference's."""
