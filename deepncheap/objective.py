@@ -220,14 +220,21 @@ class Scorer:
     def params_bound(self, config: dict[str, Any]) -> float:
         """The bound of `config` under `--penalty params`, from its parameter count alone (cheaper than
         `cost_of`: no FLOPs are counted)."""
+        return self.bound(self._n_params(config) / self.baselines.n_params)
+
+    def cost_rank(self, config: dict[str, Any]) -> float:
+        """What `config` costs before training, to order configs by: its parameter count (`--penalty
+        params`), else the cost model's epoch."""
+        return self._n_params(config) if self.penalty == "params" else self.cost_of(config).modelled_epoch_s
+
+    def _n_params(self, config: dict[str, Any]) -> int:
         import torch
 
         from deepncheap.cost import count_parameters
         from deepncheap.models import build_model
 
         with torch.device("meta"):
-            n_params = count_parameters(build_model(config, self.dataset.input_shape, self.dataset.num_outputs))
-        return self.bound(n_params / self.baselines.n_params)
+            return count_parameters(build_model(config, self.dataset.input_shape, self.dataset.num_outputs))
 
 
 @dataclass(frozen=True)

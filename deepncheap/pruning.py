@@ -5,7 +5,9 @@ validation sample), so a trial of complexity f_c can reach no objective below lo
 that is at or above the incumbent (the best complete trial of the search so far, which only gets better),
 the trial cannot become the best: with `--penalty params` (or time ranked by the cost model) f_c is known
 from the config and the trial is not trained at all; with measured time it stops once its first timed
-epoch is in (the bound then allows `TIME_SLACK` of timing noise). It never removes the winner.
+epoch is in (the bound then allows `TIME_SLACK` of timing noise). It never removes the winner. So that
+it has an incumbent to compare with early, a stage's prior points and the grids train cheapest first (by
+parameters, or by the cost model's epoch: `Scorer.cost_rank`) when pruning is on; BO proposes on its own.
 
 The learning-curve rules stop a running trial at its rungs (`rungs`: after 1/4 and 1/2 of its epochs) when
 its objective so far (best validation epoch so far, its cost) is worse than that of the finished trials of
@@ -23,10 +25,11 @@ the quantile of the complete peers' final objectives at the share of peers that 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -78,6 +81,20 @@ def _objective_at(trial: Trial, epoch: int, wc: float) -> float:
     else:  # regression: f_p is the best MSE over a constant
         f_p = min(curve) * trial.f_p / min(trial.val_curve)
     return math.log10(f_p + wc * trial.f_c)
+
+
+def memoized(cost: Callable[[dict[str, Any]], float]) -> Callable[[dict[str, Any]], float]:
+    """`cost` of a config computed once per config (a search asks for its prior points' costs at every
+    proposal)."""
+    values: dict[str, float] = {}
+
+    def cached(config: dict[str, Any]) -> float:
+        key = json.dumps(config, sort_keys=True)
+        if key not in values:
+            values[key] = cost(config)
+        return values[key]
+
+    return cached
 
 
 def rungs(epochs: int) -> tuple[int, ...]:

@@ -31,7 +31,7 @@ from deepncheap.history import History, every_trial_failed
 from deepncheap.methods import MethodContext, method_for, planned_trials
 from deepncheap.objective import BASELINE_EPOCHS, BaselineFailed, Baselines, Scorer, measure_baselines
 from deepncheap.progress import EventSink, SearchProgress
-from deepncheap.pruning import Pruner
+from deepncheap.pruning import Pruner, memoized
 from deepncheap.report.noted import write_report_noted
 from deepncheap.run_data import data_options, reload_dataset, source_name
 from deepncheap.runner import BudgetReached, Runner
@@ -246,8 +246,12 @@ def _run_method(
             )
         scorer = _scorer(run, progress)
         pruner = Pruner(settings.prune, scorer, settings.epochs)
-        if pruner.active and settings.penalty == "params":  # BO candidates ruled out by their size alone
-            context = replace(context, cost_bound=scorer.params_bound)
+        if pruner.active:  # cheap configs first; BO candidates ruled out by their size alone
+            context = replace(
+                context,
+                cost_rank=memoized(scorer.cost_rank),
+                cost_bound=scorer.params_bound if settings.penalty == "params" else None,
+            )
         runner = Runner(
             augment=bool(store.settings.get("augmented", False)),  # (runs before step 7 never augmented)
             store=store,

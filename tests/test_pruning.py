@@ -64,6 +64,27 @@ def test_the_cost_bound_never_stops_a_trial_that_could_win(tmp_path):
     assert stopped >= 5  # (the bound did stop trials)
 
 
+def test_with_pruning_the_prior_points_and_grids_train_cheapest_first(tmp_path):
+    """The same Sobol points as without pruning, in order of size, so that the small ones set the incumbent
+    that rules out the big ones; likewise each advanced grid."""
+    options = IRIS | dict(method="dnc", prior_points=6, bo_steps=0, seed=3)
+    plain = stored_trials(deepncheap.search(out=tmp_path / "none", prune="none", **options).run_dir)
+    ordered = stored_trials(deepncheap.search(out=tmp_path / "bound", prune="bound", **options).run_dir)
+
+    def prior(trials):
+        return [t for t in trials if t.stage == "core"]
+
+    def key(trial):
+        return json.dumps(trial.config, sort_keys=True)
+
+    assert sorted(map(key, prior(plain))) == sorted(map(key, prior(ordered)))
+    sizes = [t.n_params for t in prior(ordered)]
+    assert sizes == sorted(sizes) and sizes != [t.n_params for t in prior(plain)]
+    assert any(t.status == "pruned" for t in prior(ordered))  # (the order let the bound rule some out)
+    grid = [t.n_params for t in ordered if t.stage == "advanced" and t.n_params is not None]
+    assert grid and grid == sorted(grid)
+
+
 def test_the_cost_bound_finds_the_same_best_as_training_everything(tmp_path):
     """A random search proposes the same configs whatever it learns, so with the bound it must end with the
     very best trial of the search that trained every one of them."""

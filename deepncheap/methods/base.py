@@ -13,13 +13,20 @@ from deepncheap.space import SearchSpace
 @dataclass(frozen=True)
 class MethodContext:
     """Everything a method needs besides the history: the search's settings (seed, budgets, BO mode) and
-    space, the data's input shape (grids skip configs that build the same network) and, when pruning knows
-    it before training, the cost bound of a config (`pruning.py`: BO drops candidates it rules out)."""
+    space, the data's input shape (grids skip configs that build the same network) and, when pruning is on,
+    a config's cost before training (`cost_rank`: prior points and grids train cheapest first, so that the
+    bound can rule out the expensive ones once a cheap one set the incumbent) and, when pruning knows it
+    before training, its cost bound (`pruning.py`: BO drops candidates it rules out)."""
 
     settings: SearchSettings
     space: SearchSpace
     input_shape: tuple[int, ...]
     cost_bound: Callable[[dict[str, Any]], float] | None = None  # a config's cost bound, when known before training
+    cost_rank: Callable[[dict[str, Any]], float] | None = None  # a config's cost before training (any unit)
+
+    def cheapest_first(self, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`configs` by `cost_rank` (stable; as they are without it)."""
+        return configs if self.cost_rank is None else sorted(configs, key=self.cost_rank)
 
 
 @dataclass(frozen=True)

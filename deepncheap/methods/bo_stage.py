@@ -2,7 +2,8 @@
 candidate of highest expected improvement given the stage's finished trials (a failed trial counts as the
 stage's worst objective) and its pending ones (kriging believer, `bo.propose`).
 
-Trial i < prior_points of a stage is the i-th Sobol point of the stage's seed; trial i beyond is the choice
+Trial i < prior_points of a stage is the i-th of the stage seed's Sobol points (cheapest first when
+pruning is on: `MethodContext.cheapest_first`); trial i beyond is the choice
 of BO step i - prior_points, among candidates drawn with that step's seed. A BO step needs at least one
 complete or pruned trial; with one worker it sees every trial before it, as the sequential search.
 """
@@ -61,7 +62,9 @@ def ask_bo_stage(
 def prior_points(context: MethodContext, stage: str, base: dict[str, Any] | None) -> list[dict[str, Any]]:
     settings = context.settings
     seed = derive_seed(settings.seed, stage, "prior")
-    return context.space.sample(settings.prior_points, method="sobol", seed=seed, stage=stage, base=base)
+    return context.cheapest_first(
+        context.space.sample(settings.prior_points, method="sobol", seed=seed, stage=stage, base=base)
+    )
 
 
 def _propose(

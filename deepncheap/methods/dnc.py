@@ -37,7 +37,8 @@ def ask_dnc(context: MethodContext, history: History, free_slots: int) -> list[P
 
 def ask_grids(context: MethodContext, history: History, free_slots: int, incumbent: Trial) -> list[Proposal] | Trial:
     """The advanced-architecture sub-stages one after another, each a grid on top of the best config so far
-    (configs that build the same network as one already seen are skipped): proposals of the first sub-stage
+    (configs that build the same network as one already seen are skipped; cheapest first when pruning is
+    on): proposals of the first sub-stage
     not finished, or the best trial once all are."""
     space, input_shape = context.space, context.input_shape
     trials = {t.stage_index: t for t in history.stage("advanced")}
@@ -50,6 +51,7 @@ def ask_grids(context: MethodContext, history: History, free_slots: int, incumbe
             if key not in seen:
                 seen.add(key)
                 grid.append(config)
+        grid = context.cheapest_first(grid)
         indices = range(index, index + len(grid))
         new = [Proposal(c, "advanced", i) for c, i in zip(grid, indices, strict=True) if i not in trials]
         if new:
