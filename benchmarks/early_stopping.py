@@ -12,7 +12,7 @@ best_within_spread=yes|no`, `yes` when in every setting the default's median bes
 the min-max over seeds of `none`. Writes benchmarks/results/early_stopping.md (+ .csv); `--quick` (1 seed,
 MLP settings only) writes early_stopping_quick.*.
 
-    .venv/bin/python benchmarks/early_stopping.py [--seeds 3] [--modes none,bound,asha] [--quick]
+    .venv/bin/python benchmarks/early_stopping.py [--seeds 3] [--modes none,bound,asha] [--quick] [--only cnn]
 """
 
 from __future__ import annotations
@@ -101,9 +101,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--modes", default=f"none,bound,{DEFAULT_PRUNE}")
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the MLP trials (the CNN trains 10)")
-    parser.add_argument("--prior-points", type=int, default=5)
-    parser.add_argument("--bo-steps", type=int, default=5)
+    parser.add_argument("--prior-points", type=int, default=10)
+    parser.add_argument("--bo-steps", type=int, default=10)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", metavar="TEXT", help="only the settings whose name contains TEXT (e.g. cnn)")
     parser.add_argument("--report-only", metavar="CSV", help="report the runs of an earlier run's .csv again")
     args = parser.parse_args()
     if args.report_only:
@@ -114,6 +115,7 @@ def main() -> None:
     if "none" not in modes or DEFAULT_PRUNE not in modes:
         parser.error(f"--modes needs none and the default mode ({DEFAULT_PRUNE})")
     settings = [s for s in SETTINGS if s.options["network"] == "mlp"] if args.quick else list(SETTINGS)
+    settings = [s for s in settings if args.only is None or args.only in s.name]
     if not args.report_only:
         runs = collect(settings, modes, range(1 if args.quick else args.seeds), args)
     report(runs, settings, modes, args)

@@ -4,6 +4,7 @@ errors in the project's one-line format (`dnc: error: <what is wrong>; see 'dnc 
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any, NoReturn
 
 
@@ -22,6 +23,17 @@ def _image_shape(text: str) -> tuple[int, int, int]:
     if len(shape) != 3 or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"invalid image shape '{text}' (expected C,H,W such as 1,8,8)")
     return shape[0], shape[1], shape[2]
+
+
+def _count(text: str) -> int:
+    """A positive whole number, also written as 2e6."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1 and value == int(value)):
+        raise argparse.ArgumentTypeError(f"invalid count '{text}' (expected a whole number >= 1 such as 100000 or 2e6)")
+    return int(value)
 
 
 def _delimiter(text: str) -> str:
@@ -66,7 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--val-split", type=float, default=0.2, help="validation fraction of the training data")
     s.add_argument("--image-shape", type=_image_shape, help="C,H,W to reshape flat features for a CNN")
     s.add_argument("--wc", type=float, default=0.1, help="complexity weight w_c >= 0 (default: 0.1)")
-    s.add_argument("--penalty", default="time", help=f"{' | '.join(PENALTIES)} (default: time)")
+    s.add_argument(
+        "--penalty",
+        default="time",
+        help=f"{' | '.join(PENALTIES)}: the cost f_c, relative to the space's baseline: time per epoch, "
+        "parameters, FLOPs per sample, inference latency (default: time)",
+    )
+    s.add_argument("--latency-batch", type=int, default=1, help="batch of the latency measure (default: 1)")
+    s.add_argument(
+        "--max-params", type=_count, help="hard limit on trainable parameters (exact: never trained when over)"
+    )
+    s.add_argument("--max-flops", type=_count, help="hard limit on forward FLOPs per sample (exact, e.g. 2e6)")
+    s.add_argument(
+        "--max-latency-ms", type=float, help="hard limit on the inference latency in ms (measured before training)"
+    )
+    s.add_argument(
+        "--max-epoch-time",
+        type=float,
+        help="hard limit on the seconds per training epoch (predicted before training, checked while it trains)",
+    )
     s.add_argument("--method", default="dnc", help=f"{' | '.join(METHODS)} (default: dnc, Deep-n-Cheap's three stages)")
     _budget_options(
         s, f"cap on trainings over the whole search (default: stage budgets for dnc, {DEFAULT_MAX_TRIALS} otherwise)"

@@ -27,6 +27,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from deepncheap import inference, search_cost
+from deepncheap.constraints import Constraints
 from deepncheap.errors import OutputError
 from deepncheap.models import build_model
 from deepncheap.preprocessing import Preprocessing
@@ -44,10 +45,12 @@ TRIALS_CSV_COLUMNS = (
     "trial_id",
     "stage",
     "status",
-    *(c for c in METRIC_COLUMNS if c not in ("epochs", "time_noise", "modelled_epoch_s")),
+    *(c for c in METRIC_COLUMNS if c not in ("epochs", "time_noise", "modelled_epoch_s", "latency_ms")),
     "wall_s",
     "config",
     "reason",  # why a trial was pruned (its objective then holds its bound or its objective when stopped)
+    "latency_ms",  # measured before training (latency penalty or constraint)
+    "violation",  # the constraint a trained trial was found to violate (it is never the best)
 )
 
 
@@ -91,7 +94,8 @@ def weights_trial_id(run_dir: Path) -> int | None:
 
 def best_record(store: RunStore, trial: Trial) -> dict[str, Any]:
     """The content of best.json for `trial`: its complete config, metrics, the search's settings and
-    baselines, and what the search cost so far (`search_cost.summarize`)."""
+    baselines, what the search cost so far (`search_cost.summarize`) and, with constraints, their limits
+    and the trial's margins (limit minus its value)."""
     settings = store.settings
     metrics: dict[str, Any] = {"objective": trial.objective}
     if settings["data"]["task"] == "classification":
@@ -106,7 +110,9 @@ def best_record(store: RunStore, trial: Trial) -> dict[str, Any]:
         time_per_epoch_s=trial.time_per_epoch_s,
         epochs=trial.epochs,
     )
-    return {
+    if trial.latency_ms is not None:
+        metrics["latency_ms"] = trial.latency_ms
+    record = {
         "trial_id": trial.trial_id,
         "stage": trial.stage,
         "config": trial.config,
@@ -115,6 +121,10 @@ def best_record(store: RunStore, trial: Trial) -> dict[str, Any]:
         "baselines": store.get("baselines", {}),
         "search_cost": search_cost.summarize(store),
     }
+    constraints = Constraints.of(settings)
+    if constraints:  # the limits, and how far below each the best trial is
+        record["constraints"] = constraints.to_dict() | {"margins": constraints.margins(metrics)}
+    return record
 
 
 def write_best_json(store: RunStore, trial: Trial, run_dir: Path) -> Path:

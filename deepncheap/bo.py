@@ -8,6 +8,7 @@ against all observations at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,8 +153,14 @@ def propose(
     xi: float = XI,
     noise: float | None = None,
     pending: list[np.ndarray] | None = None,
+    feasibility: Callable[[int], float] | None = None,
 ) -> Choice:
     """The candidate with the highest EI among those not observed or pending already.
+
+    `feasibility(i)`: candidate i's probability of meeting the constraints (0 or 1 for exact ones): the
+    choice maximizes EI times it (constrained EI), asking it of as few candidates as that takes (in order
+    of EI, down to the first whose EI is below the best product so far); a candidate of probability 0 is
+    never chosen while another can be.
 
     `pending`: configs being trained now (encoded like `observed`), for batch proposals (kriging believer):
     each is added to the observations with the GP's mean there as its value, so that the EI of configs near
@@ -203,8 +210,35 @@ def propose(
         return Choice(0, ei, tuple(notes))
     if ei.max() <= 0:
         notes.append("expected improvement was 0 for every candidate; chose the lowest posterior mean - std")
-        return Choice(int(np.argmin(np.where(excluded, np.inf, mean - std))), ei, tuple(notes))
-    return Choice(int(np.argmax(ei)), ei, tuple(notes))
+        order = np.argsort(np.where(excluded, np.inf, mean - std), kind="stable")
+        return Choice(_first_feasible(order, feasibility), ei, tuple(notes))
+    if feasibility is None:
+        return Choice(int(np.argmax(ei)), ei, tuple(notes))
+    chosen, best = None, 0.0
+    for i in np.argsort(-ei, kind="stable"):
+        if ei[i] <= best:  # (excluded candidates have EI -inf)
+            break
+        value = ei[i] * feasibility(int(i))
+        if value > best:
+            chosen, best = int(i), value
+    if chosen is None:  # no candidate of positive EI can comply: the most probable (else the first) one
+        chosen = _first_feasible(np.argsort(-ei, kind="stable"), feasibility)
+        notes.append("no candidate of positive EI meets the constraints; chose a complying one")
+    return Choice(chosen, ei, tuple(notes))
+
+
+def _first_feasible(order: np.ndarray, feasibility: Callable[[int], float] | None) -> int:
+    """The first candidate in `order` likely to comply (probability >= 0.5), else the most likely one."""
+    if feasibility is None:
+        return int(order[0])
+    best, most = int(order[0]), -1.0
+    for i in order:
+        p = feasibility(int(i))
+        if p >= 0.5:
+            return int(i)
+        if p > most:
+            best, most = int(i), p
+    return best
 
 
 def same_rows(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:

@@ -14,31 +14,39 @@ from deepncheap import timing
 if TYPE_CHECKING:
     from deepncheap.data import Dataset
     from deepncheap.executors import Executor
+    from deepncheap.latency import LatencyProbe
     from deepncheap.space import SearchSpace
     from deepncheap.trial import TrialMeasurements
 
-PENALTIES = ("time", "params")
+PENALTIES = ("time", "params", "flops", "latency")
 REGRESSION_FLOOR = 1e-6
 BASELINE_EPOCHS = 3  # of the time baseline: one warm-up epoch, then two timed
 
 
 @dataclass(frozen=True)
 class Baselines:
-    """Normalizers of the complexity: the space's largest network's parameter count and, for the time
-    penalty, the reference config's time per epoch, measured (once per search) and modelled (`timing`), and
-    which of the two ranks the trials (`time_measure`: the cost model when the measured epoch is too short
-    to time)."""
+    """Normalizers of the complexity: the space's largest network's parameter count; the reference config's
+    FLOPs per sample and, for the latency penalty, its latency; for the time penalty (and
+    `--max-epoch-time`), its time per epoch, measured (once per search) and modelled (`timing`), and which
+    of the two ranks the trials (`time_measure`: the cost model when the measured epoch is too short to
+    time)."""
 
     n_params: int
     time_per_epoch_s: float | None = None
     modelled_epoch_s: float | None = None
     time_measure: str | None = None  # timing.MEASURED or timing.COST_MODEL; None without a time baseline
+    flops: int | None = None  # (stores before step 9 have none)
+    latency_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def describe(self) -> str:
         text = f"{self.n_params:,} parameters (largest network)"
+        if self.flops is not None:
+            text += f", {self.flops:,} FLOPs per sample (reference config)"
+        if self.latency_ms is not None:
+            text += f", {self.latency_ms:.3g} ms latency (reference config)"
         if self.time_per_epoch_s is not None:
             text += f", {self.time_per_epoch_s:.3f} s per epoch (reference config)"
             if self.time_measure == timing.COST_MODEL:
@@ -61,6 +69,8 @@ class Baselines:
             modelled_epoch_s=values.get("modelled_epoch_s"),
             # stores written before the cost model existed timed every run
             time_measure=values.get("time_measure", timing.MEASURED if values.get("time_per_epoch_s") else None),
+            flops=values.get("flops"),
+            latency_ms=values.get("latency_ms"),
         )
 
 
@@ -89,11 +99,24 @@ def performance_floor(*, task: str, n_val: int) -> float:
     return 0.5 / n_val if task == "classification" else REGRESSION_FLOOR
 
 
-def complexity(*, penalty: str, n_params: int, time_per_epoch_s: float, baselines: Baselines) -> float:
+def complexity(
+    *,
+    penalty: str,
+    n_params: int,
+    time_per_epoch_s: float,
+    baselines: Baselines,
+    flops: int | None = None,
+    latency_ms: float | None = None,
+) -> float:
     """f_c: the trial's cost divided by the baseline's cost (`time_per_epoch_s` in the baselines'
     `time_measure`)."""
     if penalty == "params":
         return n_params / baselines.n_params
+    if penalty in ("flops", "latency"):
+        value, reference = (flops, baselines.flops) if penalty == "flops" else (latency_ms, baselines.latency_ms)
+        if value is None or not reference:
+            raise ValueError(f"the {penalty} of the trial or of the baseline was not measured")
+        return value / reference
     if penalty == "time":
         if not baselines.reference_epoch_s:
             raise ValueError("the time baseline was not measured")
@@ -108,16 +131,20 @@ def objective(f_p: float, f_c: float, wc: float) -> float:
 
 @dataclass(frozen=True)
 class Scorer:
-    """Turns a trial's measurements into f_p, f_c, the objective and the metrics the store keeps."""
+    """Turns a trial's measurements into f_p, f_c, the objective and the metrics the store keeps; `latency`
+    measures a config's latency (`--penalty latency`, `--max-latency-ms`)."""
 
     dataset: Dataset
     penalty: str
     wc: float
     baselines: Baselines
+    latency: LatencyProbe | None = None
 
-    def score(self, measured: TrialMeasurements) -> dict[str, Any]:
+    def score(self, measured: TrialMeasurements, known: KnownCost | None = None) -> dict[str, Any]:
+        """The metrics of a training (`known`: what its config was found to cost before it trained)."""
         training = measured.training
         f_p = self.performance(training.val_accuracy, training.val_loss)
+        latency_ms = known.latency_ms if known is not None else None
         f_c = complexity(
             penalty=self.penalty,
             n_params=measured.n_params,
@@ -127,6 +154,8 @@ class Scorer:
                 else training.time_per_epoch_s
             ),
             baselines=self.baselines,
+            flops=measured.flops,
+            latency_ms=latency_ms,
         )
         val_loss = training.val_loss
         if self.dataset.task == "regression":  # report MSE in the targets' own units
@@ -143,6 +172,7 @@ class Scorer:
             "epochs": len(training.val_curve),
             "time_noise": training.time_noise,
             "modelled_epoch_s": measured.modelled_epoch_s,
+            "latency_ms": latency_ms,
         }
 
     def value(self, f_p: float, f_c: float) -> float:
@@ -184,11 +214,13 @@ class Scorer:
 
     @property
     def cost_known_before_training(self) -> bool:
-        """Whether f_c follows from the config alone (parameters; the time cost model), not from training."""
-        return self.penalty == "params" or self.baselines.time_measure == timing.COST_MODEL
+        """Whether f_c follows from the config alone (parameters, FLOPs, latency measured before training;
+        the time cost model), not from training."""
+        return self.penalty != "time" or self.baselines.time_measure == timing.COST_MODEL
 
     def cost_of(self, config: dict[str, Any]) -> KnownCost:
-        """What `config` costs, from the network built on the meta device (no memory, no training)."""
+        """What `config` costs, from the network built on the meta device (no memory, no training), and its
+        latency measured on the search's device when the run needs it."""
         import torch
 
         from deepncheap.cost import count_flops, count_layers, count_parameters
@@ -210,24 +242,34 @@ class Scorer:
             n_train=len(dataset.y_train),
         )
         modelled = timing.modelled_epoch_s(features)
+        latency_ms = None if self.latency is None else self.latency.of_config(config, dataset)
         f_c = None
         if self.cost_known_before_training:
             f_c = complexity(
-                penalty=self.penalty, n_params=n_params, time_per_epoch_s=modelled, baselines=self.baselines
+                penalty=self.penalty,
+                n_params=n_params,
+                time_per_epoch_s=modelled,
+                baselines=self.baselines,
+                flops=flops,
+                latency_ms=latency_ms,
             )
-        return KnownCost(n_params, flops, modelled, f_c)
+        return KnownCost(n_params, flops, modelled, f_c, latency_ms)
 
     def params_bound(self, config: dict[str, Any]) -> float:
         """The bound of `config` under `--penalty params`, from its parameter count alone (cheaper than
         `cost_of`: no FLOPs are counted)."""
-        return self.bound(self._n_params(config) / self.baselines.n_params)
+        return self.bound(self.n_params(config) / self.baselines.n_params)
 
     def cost_rank(self, config: dict[str, Any]) -> float:
-        """What `config` costs before training, to order configs by: its parameter count (`--penalty
-        params`), else the cost model's epoch."""
-        return self._n_params(config) if self.penalty == "params" else self.cost_of(config).modelled_epoch_s
+        """What `config` costs before training, to order configs by: its f_c when known before training
+        (the parameter count alone with `--penalty params`), else the cost model's epoch."""
+        if self.penalty == "params":
+            return self.n_params(config)
+        cost = self.cost_of(config)
+        return cost.modelled_epoch_s if cost.f_c is None else cost.f_c
 
-    def _n_params(self, config: dict[str, Any]) -> int:
+    def n_params(self, config: dict[str, Any]) -> int:
+        """`config`'s trainable parameters (the network built on the meta device)."""
         import torch
 
         from deepncheap.cost import count_parameters
@@ -239,13 +281,15 @@ class Scorer:
 
 @dataclass(frozen=True)
 class KnownCost:
-    """What a config costs before any training: parameters, FLOPs per sample, the cost model's epoch, and
-    f_c when the penalty follows from these (`Scorer.cost_known_before_training`), else None."""
+    """What a config costs before any training: parameters, FLOPs per sample, the cost model's epoch, f_c
+    when the penalty follows from these (`Scorer.cost_known_before_training`, else None) and its latency
+    when measured."""
 
     n_params: int
     flops: int
     modelled_epoch_s: float
     f_c: float | None
+    latency_ms: float | None = None
 
 
 class BaselineFailed(Exception):
@@ -253,24 +297,38 @@ class BaselineFailed(Exception):
 
 
 def measure_baselines(
-    space: SearchSpace, dataset: Dataset, executor: Executor, *, penalty: str, seed: int, augment: bool = False
+    space: SearchSpace,
+    dataset: Dataset,
+    executor: Executor,
+    *,
+    penalty: str,
+    seed: int,
+    augment: bool = False,
+    timed: bool = False,
+    latency: LatencyProbe | None = None,
 ) -> Baselines:
-    """Parameter count of the space's largest network (built on the meta device, no memory used) and, for
-    the time penalty, the time per epoch of the space's reference config measured as the trials will run:
+    """Parameter count of the space's largest network (built on the meta device, no memory used), the
+    FLOPs per sample of the space's reference config and its latency (with a `latency` probe) and, for the
+    time penalty (or `timed`: `--max-epoch-time`), its time per epoch measured as the trials will run:
     on every slot of the executor at once (the median of them), so that side-by-side trials are compared
     with a baseline that shared the machine alike (and augmented its batches as they do); and its modelled
     epoch, with the measure that ranks.
     KeyboardInterrupt when a stop is requested meanwhile."""
     import torch
 
+    from deepncheap.cost import count_flops
     from deepncheap.models import build_model
     from deepncheap.trial import TrialTask, trial_seed
 
+    reference = space.time_reference_config()
     with torch.device("meta"):
         largest = build_model(space.largest_config(), dataset.input_shape, dataset.num_outputs)
+        flops = count_flops(build_model(reference, dataset.input_shape, dataset.num_outputs), dataset.input_shape)
     n_params = sum(p.numel() for p in largest.parameters())
-    if penalty == "time":
-        reference = space.time_reference_config()
+    sizes = Baselines(
+        n_params=n_params, flops=flops, latency_ms=None if latency is None else latency.of_config(reference, dataset)
+    )
+    if penalty == "time" or timed:
         task = TrialTask(-1, reference, trial_seed(seed, "baseline", 0), BASELINE_EPOCHS, augment)
         for slot in range(executor.slots):
             executor.submit(replace(task, trial_id=-1 - slot))
@@ -281,10 +339,10 @@ def measure_baselines(
         if len(measured) < len(outcomes):
             raise BaselineFailed(next(str(o.error) for o in outcomes if o.measured is None))
         time_per_epoch = float(np.median([m.training.time_per_epoch_s for m in measured]))
-        return Baselines(
-            n_params=n_params,
+        return replace(
+            sizes,
             time_per_epoch_s=time_per_epoch,
             modelled_epoch_s=measured[0].modelled_epoch_s,
             time_measure=timing.time_measure(time_per_epoch),
         )
-    return Baselines(n_params=n_params)
+    return sizes

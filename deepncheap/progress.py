@@ -64,13 +64,15 @@ def describe_trial(trial: Trial) -> str:
     if trial.status == "pruned":
         value = "bound" if trial.reason == "cost bound" else "objective"
         trained = "" if trial.epochs else ", not trained"
-        return f"pruned ({trial.reason}{trained}): {value} {trial.objective:+.4f}  params {human_count(trial.n_params)}"
+        shown = f"{value} {trial.objective:+.4f}" if trial.objective is not None else "no objective"
+        return f"pruned ({trial.reason}{trained}): {shown}  params {human_count(trial.n_params)}"
     if trial.status != "complete":
         return f"{trial.status}: {trial.error or ''}".rstrip(": ")
     score = f"acc {trial.val_accuracy:.4f}" if trial.val_accuracy is not None else f"loss {trial.val_loss:.4g}"
     return (
         f"objective {trial.objective:+.4f}  {score}  params {human_count(trial.n_params)}  "
         f"{trial.time_per_epoch_s:.3f} s/epoch"
+        + (f"  violates {trial.violation} (never the best)" if trial.violation else "")
     )
 
 

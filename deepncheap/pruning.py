@@ -29,7 +29,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from deepncheap.objective import Scorer
     from deepncheap.train import EpochReport
 
+T = TypeVar("T")
 PRUNE_MODES = ("none", "bound", "median", "asha")
 DEFAULT_PRUNE = "bound"
 MIN_PEERS = 5  # finished trials of a stage at a rung before a learning-curve rule stops anything there
@@ -52,19 +53,20 @@ PeerEpochs = Callable[[str], list[tuple[Trial, list[EpochRecord]]]]
 
 @dataclass(frozen=True)
 class Verdict:
-    """Stop (or never start) a trial: why (e.g. `cost bound`, `median at epoch 5`), and the objective it is
-    recorded with (its bound, or its objective so far)."""
+    """Stop (or never start) a trial: why (e.g. `cost bound`, `median at epoch 5`, a violated constraint),
+    and the objective it is recorded with (its bound, or its objective so far)."""
 
     reason: str
-    objective: float
+    objective: float | None
+    violation: bool = False  # stopped for violating a constraint (`constraints.py`), not by pruning
 
 
 def gp_value(trial: Trial, peers: list[Trial], wc: float) -> float:
     """The objective the GP sees for `trial` (see above); `peers`: the finished trials of its stage."""
     assert trial.objective is not None
     epoch = len(trial.val_curve)
-    if trial.status != "pruned" or trial.reason == BOUND_REASON or not epoch:
-        return trial.objective
+    if trial.status != "pruned" or trial.reason == BOUND_REASON or trial.violation is not None or not epoch:
+        return trial.objective  # (a trial stopped by a constraint: its objective when it stopped)
     complete = [p for p in peers if p.status == "complete" and p.objective is not None and len(p.val_curve) > epoch]
     if not complete:
         return trial.objective
@@ -83,12 +85,12 @@ def _objective_at(trial: Trial, epoch: int, wc: float) -> float:
     return math.log10(f_p + wc * trial.f_c)
 
 
-def memoized(cost: Callable[[dict[str, Any]], float]) -> Callable[[dict[str, Any]], float]:
+def memoized(cost: Callable[[dict[str, Any]], T]) -> Callable[[dict[str, Any]], T]:
     """`cost` of a config computed once per config (a search asks for its prior points' costs at every
     proposal)."""
-    values: dict[str, float] = {}
+    values: dict[str, T] = {}
 
-    def cached(config: dict[str, Any]) -> float:
+    def cached(config: dict[str, Any]) -> T:
         key = json.dumps(config, sort_keys=True)
         if key not in values:
             values[key] = cost(config)

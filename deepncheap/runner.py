@@ -17,19 +17,23 @@ again once, then recorded `failed`.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from deepncheap import artifacts
+from deepncheap import artifacts, timing
+from deepncheap.constraints import Constraints
 from deepncheap.errors import SearchFailedError
 from deepncheap.executors import Executor
 from deepncheap.history import History
 from deepncheap.methods import Method, MethodContext, Proposal
 from deepncheap.objective import KnownCost, Scorer
 from deepncheap.progress import SearchProgress
-from deepncheap.pruning import BOUND_REASON, Pruner, Verdict
+from deepncheap.pruning import BOUND_REASON, TIME_SLACK, Pruner, Verdict
 from deepncheap.search_cost import SlotClock
 from deepncheap.store import EpochRecord, RunStore, Trial, best_of
 from deepncheap.train import EpochReport
@@ -49,7 +53,7 @@ class _Running:
     task: TrialTask
     stage: str
     started: float
-    f_c: float | None = None  # its complexity when known before training
+    cost: KnownCost | None = None  # what it costs, when found before training
     epochs: list[EpochReport] = field(default_factory=list)
     losses: int = 0  # how often its worker died under it
     verdict: Verdict | None = None  # set when the pruner stopped it
@@ -70,6 +74,8 @@ class Runner:
     clock: SlotClock
     deadline: float | None = None  # time.monotonic() after which no trial starts
     pruner: Pruner | None = None
+    constraints: Constraints = field(default_factory=Constraints)
+    costs: Callable[[dict[str, Any]], KnownCost] | None = None  # a config's cost before training (memoized)
     augment: bool = False  # trials augment their training batches (`train.augment_batch`)
     running: dict[int, _Running] = field(default_factory=dict)
     best: Trial | None = None
@@ -121,20 +127,27 @@ class Runner:
         return f"--max-trials {self.context.settings.trial_budget}"
 
     def _start(self, proposal: Proposal) -> None:
-        """Start a proposed trial, or record it pruned when its cost alone rules it out."""
+        """Start a proposed trial, or record it pruned when it violates an exact constraint (methods propose
+        none such: this is the last line of defence) or its cost alone rules it out."""
         for note in proposal.notes:
             self.progress.note(note)
             if "advanced stage" not in note:
                 self.store.log(note)
         started = time.perf_counter()
-        cost = None
-        if self.pruner is not None and self.pruner.active and self.scorer.cost_known_before_training:
-            cost = self.scorer.cost_of(proposal.config)
-            incumbent = self.best.objective if self.best is not None else None
-            verdict = self.pruner.before_training(cost.f_c, incumbent)
-            if verdict is not None:
-                self._record_unstarted(proposal, verdict, cost, time.perf_counter() - started)
-                return
+        cost = self._cost_before_training(proposal.config)
+        violations = self.context.violations(proposal.config) if self.context.violations else []
+        if violations:
+            assert cost is not None
+            bound = self.scorer.bound(cost.f_c) if cost.f_c is not None else None
+            verdict: Verdict | None = Verdict("; ".join(violations), bound, violation=True)
+        elif cost is not None and self.pruner is not None and self.scorer.cost_known_before_training:
+            verdict = self.pruner.before_training(cost.f_c, self.best.objective if self.best is not None else None)
+        else:
+            verdict = None
+        if verdict is not None:
+            assert cost is not None
+            self._record_unstarted(proposal, verdict, cost, time.perf_counter() - started)
+            return
         trial_id = self.store.start_trial(
             stage=proposal.stage,
             stage_index=proposal.index,
@@ -148,11 +161,20 @@ class Runner:
         self.progress.trial_started(
             trial_id, stage=proposal.stage, index=proposal.index, config=proposal.config, epochs=epochs
         )
-        self.running[trial_id] = _Running(task, proposal.stage, started, f_c=cost.f_c if cost else None)
+        self.running[trial_id] = _Running(task, proposal.stage, started, cost=cost)
         self.executor.submit(task)
 
+    def _cost_before_training(self, config: dict[str, Any]) -> KnownCost | None:
+        """What `config` costs, when the run needs it before training: for its latency, its constraints or
+        the cost bound."""
+        pruning = self.pruner is not None and self.pruner.active and self.scorer.cost_known_before_training
+        if self.costs is None or not (pruning or self.scorer.latency is not None or self.context.violations):
+            return None
+        return self.costs(config)
+
     def _record_unstarted(self, proposal: Proposal, verdict: Verdict, cost: KnownCost, wall_s: float) -> None:
-        """A proposal the cost bound rules out: a `pruned` row with its bound as objective, never trained."""
+        """A proposal the cost bound (or a constraint) rules out: a `pruned` row with its bound as objective,
+        never trained."""
         trial_id = self.store.start_trial(
             stage=proposal.stage, stage_index=proposal.index, config=proposal.config, concurrent=len(self.running)
         )
@@ -166,8 +188,16 @@ class Runner:
             "flops": cost.flops,
             "epochs": 0,
             "modelled_epoch_s": cost.modelled_epoch_s,
+            "latency_ms": cost.latency_ms,
         }
-        self.store.finish_trial(trial_id, status="pruned", metrics=metrics, wall_s=wall_s, reason=verdict.reason)
+        self.store.finish_trial(
+            trial_id,
+            status="pruned",
+            metrics=metrics,
+            wall_s=wall_s,
+            reason=verdict.reason,
+            violation=verdict.reason if verdict.violation else None,
+        )
         self._trial_recorded(self.store.trial(trial_id))
 
     def on_epoch(self, trial_id: int, report: EpochReport) -> bool:
@@ -186,16 +216,34 @@ class Runner:
         self.store.add_epoch(
             EpochRecord(trial_id, report.epoch, report.val_score, report.val_loss, report.epoch_time_s)
         )
-        if self.pruner is None or running.verdict is not None:
-            return running.verdict is not None
-        running.verdict = self.pruner.at_epoch(
-            stage=running.stage,
-            f_c=running.f_c,
-            reports=running.epochs,
-            incumbent=self.best.objective if self.best is not None else None,
-            peers=self._peer_epochs,
-        )
+        if running.verdict is not None:
+            return True
+        f_c = running.cost.f_c if running.cost is not None else None
+        running.verdict = self._epoch_time_violation(running.epochs, f_c)
+        if running.verdict is None and self.pruner is not None:
+            running.verdict = self.pruner.at_epoch(
+                stage=running.stage,
+                f_c=f_c,
+                reports=running.epochs,
+                incumbent=self.best.objective if self.best is not None else None,
+                peers=self._peer_epochs,
+            )
         return running.verdict is not None
+
+    def _epoch_time_violation(self, reports: list[EpochReport], f_c: float | None) -> Verdict | None:
+        """Stop a trial whose timed epochs show it violates `--max-epoch-time` (its fastest timed epoch
+        beyond the limit by more than the timing slack), with its objective so far."""
+        limit = self.constraints.max_epoch_time
+        if limit is None or len(reports) < 2:
+            return None
+        times = [r.epoch_time_s for r in reports]
+        fastest = timing.epoch_time(times)[0]
+        if fastest * (1 - TIME_SLACK) <= limit:
+            return None
+        scores = [r.val_score for r in reports]
+        objective = self.scorer.partial(scores, times, f_c) if all(math.isfinite(v) for v in scores) else None
+        (text,) = self.constraints.violations(epoch_time_s=fastest)
+        return Verdict(text, objective, violation=True)
 
     def _peer_epochs(self, stage: str) -> list[tuple[Trial, list[EpochRecord]]]:
         """The finished trials of `stage` that trained, with their epochs (the pruner's comparison)."""
@@ -248,13 +296,15 @@ class Runner:
             self._fail(trial_id, wall_s, error, outcome.traceback, device)
         else:
             try:
-                metrics = self.scorer.score(outcome.measured)
+                metrics = self.scorer.score(outcome.measured, running.cost)
             except Exception as exc:  # e.g. a NaN validation loss
                 self._fail(trial_id, wall_s, f"cannot score the trial: {exc}", None, device)
             else:
-                pruned = outcome.status == "stopped" and running.verdict is not None
-                if pruned and running.verdict.reason == BOUND_REASON:  # type: ignore[union-attr]
-                    metrics["objective"] = running.verdict.objective  # type: ignore[union-attr]
+                verdict = running.verdict
+                pruned = outcome.status == "stopped" and verdict is not None
+                if pruned and verdict.reason == BOUND_REASON:  # type: ignore[union-attr]
+                    metrics["objective"] = verdict.objective  # type: ignore[union-attr]
+                violation = self.constraints.violations(epoch_time_s=metrics["time_per_epoch_s"])
                 self.store.finish_trial(
                     trial_id,
                     status="pruned" if pruned else "complete",
@@ -262,7 +312,8 @@ class Runner:
                     val_curve=outcome.measured.training.val_curve,
                     wall_s=wall_s,
                     device=device,
-                    reason=running.verdict.reason if pruned else None,  # type: ignore[union-attr]
+                    reason=verdict.reason if pruned else None,  # type: ignore[union-attr]
+                    violation="; ".join(violation) or None,
                 )
                 self._keep_if_best(self.store.trial(trial_id), outcome.measured)
         self._trial_recorded(self.store.trial(trial_id))

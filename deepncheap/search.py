@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,12 +24,14 @@ import torch
 
 from deepncheap import artifacts, rundir
 from deepncheap.artifacts import SearchResult, load_run
+from deepncheap.constraints import Constraints, EpochTimeLimit, check_achievable, latency_probe
 from deepncheap.data import Dataset, load_dataset
 from deepncheap.errors import SearchFailedError, SearchInterrupted, SearchStopped, SettingsError
 from deepncheap.executors import Executor, create_executor, opened
 from deepncheap.history import History, every_trial_failed
+from deepncheap.latency import LatencyProbe
 from deepncheap.methods import MethodContext, method_for, planned_trials
-from deepncheap.objective import BASELINE_EPOCHS, BaselineFailed, Baselines, Scorer, measure_baselines
+from deepncheap.objective import BASELINE_EPOCHS, BaselineFailed, Baselines, KnownCost, Scorer, measure_baselines
 from deepncheap.progress import EventSink, SearchProgress
 from deepncheap.pruning import Pruner, memoized
 from deepncheap.report.noted import write_report_noted
@@ -80,6 +82,8 @@ def search(
         dataset = load_dataset(data, **data_options(settings))  # (the executor's workers start meanwhile)
         augmented = uses_augmentation(settings.augment, dataset.input_shape)
         space, bounded = space.bounded_by_training_set(len(dataset.y_train))
+        latency = latency_probe(settings, device)
+        check_achievable(Constraints.of(settings), space, dataset, latency)  # (before the run directory exists)
         default = rundir.default_run_name(dataset.name, settings.network)
         with rundir.new_run(out, default, overwrite=overwrite) as run_dir:
             if settings.threads:
@@ -98,7 +102,7 @@ def search(
                 notes = [*dataset.notes, *([bounded] if bounded else []), *([AUGMENT_NOTE] if augmented else [])]
                 for note in [*notes, *data_lines(dataset)[1:]]:  # (and the small-validation warning)
                     store.log(note)
-                run = OpenRun(store, run_dir, settings, space, dataset, executor, stop)
+                run = OpenRun(store, run_dir, settings, space, dataset, executor, stop, latency)
                 return _drive(run, time_budget_s, verbose, notes=notes, on_event=on_event, report=report)
 
 
@@ -146,7 +150,7 @@ def resume(
                 store.put("preprocessing", dataset.preprocessing().to_dict())
             torch.set_num_threads(int(stored["threads"]))
             store.mark_interrupted()
-            run = OpenRun(store, path, settings, space, dataset, executor, stop)
+            run = OpenRun(store, path, settings, space, dataset, executor, stop, latency_probe(settings, device))
             return _drive(run, time_budget_s, verbose, on_event=on_event, report=report)
 
 
@@ -168,6 +172,7 @@ class OpenRun:
     dataset: Dataset
     executor: Executor  # (closed by the caller)
     stop: Any  # threading.Event
+    latency: LatencyProbe | None = None  # the latency measure, when the run needs one
 
 
 def _drive(
@@ -246,12 +251,17 @@ def _run_method(
             )
         scorer = _scorer(run, progress)
         pruner = Pruner(settings.prune, scorer, settings.epochs)
+        costs = memoized(scorer.cost_of)
+        constraints = Constraints.of(settings)
         if pruner.active:  # cheap configs first; BO candidates ruled out by their size alone
             context = replace(
                 context,
                 cost_rank=memoized(scorer.cost_rank),
                 cost_bound=scorer.params_bound if settings.penalty == "params" else None,
             )
+        if constraints:
+            progress.note(f"constraints: {constraints.describe()}")
+            context = replace(context, **_constraint_context(constraints, scorer, costs))
         runner = Runner(
             augment=bool(store.settings.get("augmented", False)),  # (runs before step 7 never augmented)
             store=store,
@@ -264,6 +274,8 @@ def _run_method(
             clock=clock,
             deadline=None if time_budget_s is None else started + time_budget_s,
             pruner=pruner,
+            constraints=constraints,
+            costs=costs,
         )
         progress.resumed(store.trials())
         progress.started(run_dir=str(run_dir), data=run.dataset.summary())
@@ -302,12 +314,38 @@ def _run_method(
         progress.note(f"stopped by {reason}; continue with: dnc resume {run_dir}")
 
 
+def _constraint_context(
+    constraints: Constraints, scorer: Scorer, costs: Callable[[dict[str, Any]], KnownCost]
+) -> dict[str, Any]:
+    """The method context's view of the constraints: the exact ones a config violates (parameters first,
+    the cheapest to count), and the predicted epoch-time limit."""
+
+    def violations(config: dict[str, Any]) -> list[str]:
+        found = constraints.violations(n_params=scorer.n_params(config))
+        if found or (constraints.max_flops is None and constraints.max_latency_ms is None):
+            return found
+        cost = costs(config)
+        return constraints.violations(n_params=cost.n_params, flops=cost.flops, latency_ms=cost.latency_ms)
+
+    epoch_time = None
+    if constraints.max_epoch_time is not None:
+        baselines = scorer.baselines
+        assert baselines.modelled_epoch_s and baselines.time_per_epoch_s
+        epoch_time = EpochTimeLimit(
+            float(constraints.max_epoch_time),
+            lambda config: costs(config).modelled_epoch_s,
+            (baselines.modelled_epoch_s, baselines.time_per_epoch_s),
+        )
+    return {"violations": memoized(violations) if constraints.exact else None, "epoch_time": epoch_time}
+
+
 def _scorer(run: OpenRun, progress: SearchProgress) -> Scorer:
     """The scorer of the run, with the baselines stored, or measured now on the run's executor."""
     store, settings = run.store, run.settings
     baselines = store.get("baselines")
     if baselines is None:
-        if settings.penalty == "time":
+        timed = settings.penalty == "time" or settings.max_epoch_time is not None
+        if timed:
             progress.note(f"measuring the time baseline ({BASELINE_EPOCHS} epochs of the space's reference config)")
         start = time.perf_counter()
         try:
@@ -318,6 +356,8 @@ def _scorer(run: OpenRun, progress: SearchProgress) -> Scorer:
                 penalty=settings.penalty,
                 seed=settings.seed,
                 augment=bool(store.settings.get("augmented", False)),
+                timed=timed,
+                latency=run.latency,
             )
         except BaselineFailed as exc:
             raise SearchFailedError(
@@ -329,7 +369,11 @@ def _scorer(run: OpenRun, progress: SearchProgress) -> Scorer:
         progress.note(f"baselines: {measured.describe()}")
         baselines = measured.to_dict()
     return Scorer(
-        dataset=run.dataset, penalty=settings.penalty, wc=float(settings.wc), baselines=Baselines.from_dict(baselines)
+        dataset=run.dataset,
+        penalty=settings.penalty,
+        wc=float(settings.wc),
+        baselines=Baselines.from_dict(baselines),
+        latency=run.latency,
     )
 
 

@@ -38,6 +38,9 @@ class SearchSettings:
     `impute` (`mean`, `median`, `drop`) deals with missing feature values, which are refused otherwise;
     `augment` (`auto`, `on`, `off`; a bool works too) crops and flips training batches of images. `prune`
     (`none`, `bound`, `median`, `asha`) stops trials that cannot win or trail their stage (`pruning.py`).
+    `latency_batch` is the batch of the latency measure (`--penalty latency`, `max_latency_ms`); `max_params`,
+    `max_flops` (per sample), `max_latency_ms` and `max_epoch_time` (seconds) are hard constraints
+    (`constraints.py`).
     """
 
     network: str = "cnn"
@@ -69,6 +72,11 @@ class SearchSettings:
     gpus_per_trial: float | None = None
     ray_address: str | None = None
     prune: str = DEFAULT_PRUNE
+    latency_batch: int = 1
+    max_params: int | None = None
+    max_flops: int | None = None
+    max_latency_ms: float | None = None
+    max_epoch_time: float | None = None
     extra_training_steps: int = 0  # BO steps added to `dnc`'s training stage when a finished search is extended
 
     @classmethod
@@ -85,6 +93,10 @@ class SearchSettings:
             given["drop"] = [name.strip() for name in given["drop"].split(",")]
         if isinstance(given.get("drop"), (list, tuple)):
             given["drop"] = tuple(given["drop"])
+        for name in ("max_params", "max_flops"):  # (2e6 is a count too)
+            value = given.get(name)
+            if isinstance(value, float) and math.isfinite(value) and value == int(value):
+                given[name] = int(value)
         if "executor" not in given and is_int(given.get("workers")) and given["workers"] > 1:
             given["executor"] = "processes"
         settings = cls(**given)
@@ -109,9 +121,13 @@ class SearchSettings:
             raise SettingsError(f"unknown executor '{self.executor}'; use one of: {', '.join(EXECUTORS)}")
         checks = [
             ("epochs", 1), ("seed", 0), ("prior_points", 1), ("bo_steps", 0), ("candidates", 1), ("cpus_per_trial", 1),
-            ("extra_training_steps", 0),
+            ("extra_training_steps", 0), ("latency_batch", 1),
         ]  # fmt: skip
-        checks += [(name, 1) for name in ("max_trials", "workers") if getattr(self, name) is not None]
+        checks += [
+            (name, 1)
+            for name in ("max_trials", "workers", "max_params", "max_flops")
+            if getattr(self, name) is not None
+        ]
         for name, minimum in checks:
             value = getattr(self, name)
             if not is_int(value) or value < minimum:
@@ -146,6 +162,19 @@ class SearchSettings:
             raise SettingsError(f"unknown --impute '{self.impute}'; use one of: {', '.join(IMPUTE)}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise SettingsError(f"unknown device '{self.device}'; use auto, cpu or cuda")
+        for name, example in (("max_latency_ms", "5"), ("max_epoch_time", "0.5")):
+            value = getattr(self, name)
+            if value is not None and (not is_number(value) or not 0 < value < math.inf):
+                flag = name.replace("_", "-")
+                raise SettingsError(f"--{flag} must be a positive number, got {value!r}; e.g. --{flag} {example}")
+        latency = self.penalty == "latency" or self.max_latency_ms is not None
+        if self.latency_batch != 1 and not latency:
+            raise SettingsError("--latency-batch needs --penalty latency or --max-latency-ms")
+        if latency and self.ray_address is not None:
+            raise SettingsError(
+                "latency is measured on the driver's device, but with --ray-address the trials run on another "
+                "machine; search on that machine (or without --ray-address), or use --penalty flops / --max-flops"
+            )
 
     @property
     def trial_budget(self) -> int | None:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deepncheap import search_cost, timing
+from deepncheap.constraints import Constraints
 from deepncheap.objective import Baselines, performance_floor
 from deepncheap.progress import human_count
 from deepncheap.pruning import BOUND_REASON
@@ -180,6 +181,13 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
         f"seed={settings['seed']} prune={settings.get('prune', 'none')}"
     )
     console.print("trials: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none yet"))
+    constraints = Constraints.of(settings)
+    if constraints:
+        violators = [t.trial_id for t in trials if t.violation is not None and t.epochs]
+        console.print(
+            f"constraints: {constraints.describe()}; trained trials that violate one (never the best): "
+            + (", ".join(f"#{i}" for i in violators) or "none")
+        )
     # (never wrapped: it may end with a command to copy)
     console.print(f"state: {describe_state(state, holder_pid(Path(run_dir)), run_dir)}", soft_wrap=True)
     if settings["penalty"] == "time" and baselines and baselines.get("time_per_epoch_s") is not None:
@@ -192,11 +200,14 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
     for error, ids in errors.items():
         console.print(f"failed: {', '.join(f'#{i}' for i in ids)}: {error}")
     pruned: dict[str, list[int]] = {}
+    trials_by_id = {t.trial_id: t for t in trials}
     for t in trials:
         if t.status == "pruned":
             pruned.setdefault(t.reason or "no reason recorded", []).append(t.trial_id)
     for reason, ids in pruned.items():
-        what = "its bound" if reason == BOUND_REASON else "its objective when stopped"
+        what = (
+            "its bound" if reason == BOUND_REASON or not trials_by_id[ids[0]].epochs else "its objective when stopped"
+        )
         console.print(f"pruned ({reason}; the objective column holds {what}): {', '.join(f'#{i}' for i in ids)}")
     console.print(f"search cost: {search_cost.describe(cost)}")
     for trial_id in running:
@@ -217,6 +228,15 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
         if stage_best is not None:
             console.print(f"best {stage}: {describe_best(stage_best)}")
     console.print(f"best overall: {describe_best(best)}")
+    if constraints:
+        margins = constraints.margins(
+            {"n_params": best.n_params, "flops": best.flops, "latency_ms": best.latency_ms,
+             "time_per_epoch_s": best.time_per_epoch_s}
+        )  # fmt: skip
+        console.print(
+            "margins of the best (limit minus its value): "
+            + ", ".join(f"--{k.replace('_', '-')} {v:,.4g}" for k, v in margins.items())
+        )
 
 
 def describe_state(state: dict[str, Any], pid: int | None, run_dir: str | Path) -> str:
@@ -258,7 +278,9 @@ def describe_best(trial: Trial) -> str:
     return (
         f"trial #{trial.trial_id} ({trial.stage}) objective {trial.objective:+.4f}, {score}, "
         f"{human_count(trial.n_params)} params, {human_count(trial.flops)} FLOPs, "
-        f"{trial.time_per_epoch_s:.3f} s/epoch; {summarize_config(trial.config)}"
+        f"{trial.time_per_epoch_s:.3f} s/epoch"
+        + (f", {trial.latency_ms:.3g} ms latency" if trial.latency_ms is not None else "")
+        + f"; {summarize_config(trial.config)}"
     )
 
 

@@ -24,8 +24,8 @@ from typing import Any
 
 STORE_NAME = "store.sqlite"
 # 2: trials record `concurrent` and `threads`; 3: `device`, `traceback`, `time_noise`, the epochs and log tables;
-# 4: `reason` (why a trial was pruned) and `modelled_epoch_s`
-SCHEMA_VERSION = 4
+# 4: `reason` (why a trial was pruned) and `modelled_epoch_s`; 5: `latency_ms` and `violation` (constraints)
+SCHEMA_VERSION = 5
 STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
 RUN_STATES = ("running", "stopped", "interrupted", "failed", "finished")
 STAGES = ("joint", "core", "advanced", "training")  # `joint`: random/Sobol search over every hyperparameter
@@ -42,6 +42,7 @@ METRIC_COLUMNS = (
     "epochs",
     "time_noise",
     "modelled_epoch_s",
+    "latency_ms",
 )
 
 _SCHEMA = f"""
@@ -75,7 +76,9 @@ CREATE TABLE IF NOT EXISTS trials (
     traceback TEXT,
     time_noise REAL,
     reason TEXT,
-    modelled_epoch_s REAL
+    modelled_epoch_s REAL,
+    latency_ms REAL,
+    violation TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     trial_id INTEGER NOT NULL,
@@ -92,7 +95,11 @@ CREATE TABLE IF NOT EXISTS log (
 );
 """
 # Columns added by each version (for the migration of older stores).
-_ADDED_COLUMNS = {3: ("device TEXT", "traceback TEXT", "time_noise REAL"), 4: ("reason TEXT", "modelled_epoch_s REAL")}
+_ADDED_COLUMNS = {
+    3: ("device TEXT", "traceback TEXT", "time_noise REAL"),
+    4: ("reason TEXT", "modelled_epoch_s REAL"),
+    5: ("latency_ms REAL", "violation TEXT"),
+}
 
 
 class IncompleteStore(Exception):
@@ -133,13 +140,23 @@ class Trial:
     time_noise: float | None = None  # relative spread of its timed epochs
     reason: str | None = None  # why it was pruned (`pruning.Verdict`)
     modelled_epoch_s: float | None = None  # the time cost model's epoch (`timing`)
+    latency_ms: float | None = None  # its inference latency, measured before it trained (`latency`)
+    violation: str | None = None  # the constraint it was found to violate once trained (never the best)
 
 
 def best_of(trials: list[Trial]) -> Trial | None:
-    """The best trial: the complete one with the lowest objective, the lowest trial_id on ties (the one rule
-    for best.json, the saved weights, `dnc show` and every stage's incumbent)."""
-    complete = [t for t in trials if t.status == "complete" and t.objective is not None]
-    return min(complete, key=lambda t: (t.objective, t.trial_id)) if complete else None
+    """The best trial: the complete one with the lowest objective that violates no constraint, the first in
+    search order on ties (`search_order`) (the one rule for best.json, the saved weights, `dnc show` and
+    every stage's incumbent)."""
+    complete = [t for t in trials if t.status == "complete" and t.objective is not None and t.violation is None]
+    return min(complete, key=lambda t: (t.objective, *search_order(t))) if complete else None
+
+
+def search_order(trial: Trial) -> tuple[int, int, int]:
+    """Where a trial stands in its search: its stage, its index in the stage (its config and seed), then its
+    row; not when it happened to start or end, which parallel workers, pruning's cheapest-first order and
+    reruns after a resume change."""
+    return STAGES.index(trial.stage), trial.stage_index, trial.trial_id
 
 
 @dataclass(frozen=True)
@@ -290,17 +307,21 @@ class RunStore:
         traceback: str | None = None,
         device: str | None = None,
         reason: str | None = None,
+        violation: str | None = None,
     ) -> None:
         """Record the end of a trial: its status, measurements (METRIC_COLUMNS), curve, wall time, error
-        (with its traceback), the device it ran on and why it was pruned."""
+        (with its traceback), the device it ran on, why it was pruned and the constraint it violates."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status}")
         metrics = metrics or {}
         unknown = set(metrics) - set(METRIC_COLUMNS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}")
-        columns = ["status", "val_curve", "wall_s", "error", "traceback", "device", "reason", "finished_at", *metrics]
-        values = [status, json.dumps(val_curve or []), wall_s, error, traceback, device, reason, time.time()]
+        columns = [
+            "status", "val_curve", "wall_s", "error", "traceback", "device", "reason", "violation", "finished_at",
+            *metrics,
+        ]  # fmt: skip
+        values = [status, json.dumps(val_curve or []), wall_s, error, traceback, device, reason, violation, time.time()]
         values += list(metrics.values())
         with self._transaction() as db:
             db.execute(

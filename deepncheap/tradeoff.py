@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from deepncheap.errors import SettingsError
-from deepncheap.store import Trial
+from deepncheap.store import Trial, search_order
 
 COST_MEASURES = ("f_c", "n_params", "flops", "time_per_epoch_s")
 DEFAULT_WEIGHTS = (0.0, 0.01, 0.1, 1.0, 10.0)
@@ -55,8 +55,11 @@ class ParetoRow:
 
 
 def scored(trials: Iterable[Trial]) -> list[Trial]:
-    """The complete trials with f_p, f_c and an objective: the only ones a trade-off ranks."""
-    return [t for t in trials if t.status == "complete" and None not in (t.f_p, t.f_c, t.objective)]
+    """The complete trials with f_p, f_c and an objective that violate no constraint: the only ones a
+    trade-off ranks."""
+    return [
+        t for t in trials if t.status == "complete" and t.violation is None and None not in (t.f_p, t.f_c, t.objective)
+    ]
 
 
 def pareto_front(trials: Iterable[Trial], *, cost: str = "f_c") -> list[Trial]:
@@ -96,15 +99,15 @@ def objective_at(trial: Trial, wc: float, *, floor: float) -> float:
 
 
 def winners(trials: Iterable[Trial], weights: Iterable[float], *, floor: float) -> list[Winner]:
-    """For each weight, the stored trial with the lowest recomputed objective (the lowest trial id on ties,
-    as `store.best_of`); empty when no trial is complete. `floor` is the run's lowest f_p
+    """For each weight, the stored trial with the lowest recomputed objective (the first in search order on
+    ties, as `store.best_of`); empty when no trial is complete. `floor` is the run's lowest f_p
     (`objective.performance_floor`), which keeps the logarithm finite at w_c = 0."""
     candidates = scored(trials)
     result = []
     for wc in weights:
         check_weight(wc)
         if candidates:
-            best = min(candidates, key=lambda t: (objective_at(t, wc, floor=floor), t.trial_id))
+            best = min(candidates, key=lambda t: (objective_at(t, wc, floor=floor), *search_order(t)))
             result.append(Winner(wc=wc, trial=best, objective=objective_at(best, wc, floor=floor)))
     return result
 

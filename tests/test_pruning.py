@@ -65,8 +65,8 @@ def test_the_cost_bound_never_stops_a_trial_that_could_win(tmp_path):
 
 
 def test_with_pruning_the_prior_points_and_grids_train_cheapest_first(tmp_path):
-    """The same Sobol points as without pruning, in order of size, so that the small ones set the incumbent
-    that rules out the big ones; likewise each advanced grid."""
+    """The same Sobol points as without pruning, started in order of size, so that the small ones set the
+    incumbent that rules out the big ones; likewise each advanced grid."""
     options = IRIS | dict(method="dnc", prior_points=6, bo_steps=0, seed=3)
     plain = stored_trials(deepncheap.search(out=tmp_path / "none", prune="none", **options).run_dir)
     ordered = stored_trials(deepncheap.search(out=tmp_path / "bound", prune="bound", **options).run_dir)
@@ -78,6 +78,11 @@ def test_with_pruning_the_prior_points_and_grids_train_cheapest_first(tmp_path):
         return json.dumps(trial.config, sort_keys=True)
 
     assert sorted(map(key, prior(plain))) == sorted(map(key, prior(ordered)))
+    by_index = {t.stage_index: t for t in prior(plain)}
+    for trial in prior(ordered):  # each point keeps its index, so its seed: the same training when trained
+        assert key(by_index[trial.stage_index]) == key(trial)
+        if trial.status == "complete":
+            assert trial.objective == by_index[trial.stage_index].objective
     sizes = [t.n_params for t in prior(ordered)]
     assert sizes == sorted(sizes) and sizes != [t.n_params for t in prior(plain)]
     assert any(t.status == "pruned" for t in prior(ordered))  # (the order let the bound rule some out)

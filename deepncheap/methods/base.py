@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from deepncheap.errors import SearchFailedError
 from deepncheap.settings import SearchSettings
 from deepncheap.space import SearchSpace
+
+if TYPE_CHECKING:
+    from deepncheap.constraints import EpochTimeLimit
+    from deepncheap.history import History
+    from deepncheap.store import Trial
+
+MAX_DRAWS = 64  # prior points are the first complying ones among up to this many times as many draws
 
 
 @dataclass(frozen=True)
@@ -16,17 +24,89 @@ class MethodContext:
     space, the data's input shape (grids skip configs that build the same network) and, when pruning is on,
     a config's cost before training (`cost_rank`: prior points and grids train cheapest first, so that the
     bound can rule out the expensive ones once a cheap one set the incumbent) and, when pruning knows it
-    before training, its cost bound (`pruning.py`: BO drops candidates it rules out)."""
+    before training, its cost bound (`pruning.py`: BO drops candidates it rules out). With constraints
+    (`constraints.py`): the exact ones a config violates (`violations`) and the predicted epoch-time limit
+    (`epoch_time`); methods propose complying configs only (`sample`, `complying`, `feasibility`)."""
 
     settings: SearchSettings
     space: SearchSpace
     input_shape: tuple[int, ...]
     cost_bound: Callable[[dict[str, Any]], float] | None = None  # a config's cost bound, when known before training
     cost_rank: Callable[[dict[str, Any]], float] | None = None  # a config's cost before training (any unit)
+    violations: Callable[[dict[str, Any]], list[str]] | None = None  # the exact constraints a config violates
+    epoch_time: EpochTimeLimit | None = None  # --max-epoch-time, predicted
 
-    def cheapest_first(self, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """`configs` by `cost_rank` (stable; as they are without it)."""
-        return configs if self.cost_rank is None else sorted(configs, key=self.cost_rank)
+    def rank(self, config: dict[str, Any]) -> float:
+        """The order in which configs known in advance (prior points, grids) start: `cost_rank`, cheapest
+        first (0 for all without it: their own order)."""
+        return 0.0 if self.cost_rank is None else self.cost_rank(config)
+
+    def complying(
+        self, configs: list[dict[str, Any]], measured: Iterable[Trial] = (), *, at_least: int = 0
+    ) -> list[dict[str, Any]]:
+        """The configs (in their order) that meet the exact constraints and, as predicted from the time
+        baseline and the `measured` trials (those of the stages before, which no longer change: the answer
+        must not change while a stage runs), likely the epoch-time limit; topped up to `at_least` with
+        the exact-complying configs most likely to meet it."""
+        probability = self._probability(measured)
+        if probability is None:
+            return configs
+        chances = [probability(c) for c in configs]
+        chosen = {i for i, p in enumerate(chances) if p >= 0.5}
+        unlikely = sorted((i for i, p in enumerate(chances) if 0 < p < 0.5), key=lambda i: -chances[i])
+        chosen |= set(unlikely[: max(0, at_least - len(chosen))])
+        return [configs[i] for i in sorted(chosen)]
+
+    def sample(
+        self,
+        n: int,
+        *,
+        method: str,
+        seed: int,
+        stage: str,
+        base: dict[str, Any] | None = None,
+        measured: Iterable[Trial] = (),
+    ) -> list[dict[str, Any]]:
+        """The first `n` complying configs of the seed's sequence (`space.sample`; all of them without
+        constraints; `measured` as in `complying`, which tops up with unlikely ones at the last draw); a
+        SearchFailedError when fewer than `n` meet the exact constraints among `MAX_DRAWS * n`."""
+        draws = n
+        while True:
+            configs = self.space.sample(draws, method=method, seed=seed, stage=stage, base=base)
+            last = draws >= MAX_DRAWS * n
+            kept = self.complying(configs, measured, at_least=n if last else 0)
+            if len(kept) >= n:
+                return kept[:n]
+            if last:
+                raise SearchFailedError(
+                    f"only {len(kept)} of {draws} configs of the {stage} stage meet the constraints "
+                    f"({self.settings_constraints()}); loosen them, or narrow the space to configs that comply"
+                )
+            draws *= 2
+
+    def feasibility(self, history: History) -> Callable[[dict[str, Any]], float] | None:
+        """A config's probability of complying given what the run measured so far (0 or 1 for the exact
+        constraints), or None without constraints."""
+        return self._probability(history.trials)
+
+    def _probability(self, measured: Iterable[Trial]) -> Callable[[dict[str, Any]], float] | None:
+        """P(a config complies), the epoch-time limit predicted from `measured` (None: no constraints)."""
+        if self.violations is None and self.epoch_time is None:
+            return None
+        violations = self.violations
+        predicted = None if self.epoch_time is None else self.epoch_time.probability(measured)
+
+        def probability(config: dict[str, Any]) -> float:
+            if violations is not None and violations(config):
+                return 0.0
+            return 1.0 if predicted is None else predicted(config)
+
+        return probability
+
+    def settings_constraints(self) -> str:
+        from deepncheap.constraints import Constraints
+
+        return Constraints.of(self.settings).describe()
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 candidate of highest expected improvement given the stage's finished trials (a failed trial counts as the
 stage's worst objective) and its pending ones (kriging believer, `bo.propose`).
 
-Trial i < prior_points of a stage is the i-th of the stage seed's Sobol points (cheapest first when
-pruning is on: `MethodContext.cheapest_first`); trial i beyond is the choice
-of BO step i - prior_points, among candidates drawn with that step's seed. A BO step needs at least one
-complete or pruned trial; with one worker it sees every trial before it, as the sequential search.
+Trial i < prior_points of a stage is the i-th of the stage seed's Sobol points that meet the constraints
+(`MethodContext.sample`); they start cheapest first when pruning is on (`MethodContext.rank`), each
+keeping its index, and so its training seed. Trial i beyond is the choice of BO step i - prior_points,
+among candidates drawn with that step's seed, by expected improvement weighted by the probability of
+meeting the constraints. A BO step needs at least one complete or pruned trial; with one worker it sees
+every trial before it, as the sequential search.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ def ask_bo_stage(
     proposals: list[Proposal] = []
     while len(proposals) < free_slots and len(trials) + len(proposals) < total:
         index = len(trials) + len(proposals)
-        if index < settings.prior_points:
-            config = prior_points(context, stage, base)[index]
-            proposals.append(Proposal(config, stage, index))
+        if index < settings.prior_points:  # (the prior points start before any BO step)
+            points = prior_points(context, stage, base, history)
+            started = {t.stage_index for t in trials} | {p.index for p in proposals}
+            first = min((i for i in range(len(points)) if i not in started), key=lambda i: context.rank(points[i]))
+            proposals.append(Proposal(points[first], stage, first))
             continue
         finished = history.finished(stage)
         if not _observed(finished):
@@ -59,12 +63,14 @@ def ask_bo_stage(
     return None
 
 
-def prior_points(context: MethodContext, stage: str, base: dict[str, Any] | None) -> list[dict[str, Any]]:
+def prior_points(
+    context: MethodContext, stage: str, base: dict[str, Any] | None, history: History
+) -> list[dict[str, Any]]:
+    """The stage's prior points (the epoch-time limit predicted from the trials of the stages before)."""
     settings = context.settings
     seed = derive_seed(settings.seed, stage, "prior")
-    return context.cheapest_first(
-        context.space.sample(settings.prior_points, method="sobol", seed=seed, stage=stage, base=base)
-    )
+    before = [t for t in history.trials if t.stage != stage]
+    return context.sample(settings.prior_points, method="sobol", seed=seed, stage=stage, base=base, measured=before)
 
 
 def _propose(
@@ -84,6 +90,7 @@ def _propose(
     )
     candidates = _within_bound(context, history, candidates)
     prior = [t for t in _complete(finished) if t.stage_index < settings.prior_points]
+    feasible = context.feasibility(history)
     choice = bo.propose(
         space.encode(stage, [t.config for t in finished]),
         observed_objectives(finished, settings.wc),
@@ -92,6 +99,7 @@ def _propose(
         mode=settings.bo_mode,
         prior_mean=float(np.mean([t.objective for t in prior])) if prior else None,
         pending=space.encode(stage, pending) if pending else None,
+        feasibility=None if feasible is None else (lambda i: feasible(candidates[i])),
     )
     notes = tuple(f"{stage} BO step {step}: {note}" for note in choice.notes)
     return Proposal(candidates[choice.index], stage, index, notes)

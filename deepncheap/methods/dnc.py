@@ -37,11 +37,12 @@ def ask_dnc(context: MethodContext, history: History, free_slots: int) -> list[P
 
 def ask_grids(context: MethodContext, history: History, free_slots: int, incumbent: Trial) -> list[Proposal] | Trial:
     """The advanced-architecture sub-stages one after another, each a grid on top of the best config so far
-    (configs that build the same network as one already seen are skipped; cheapest first when pruning is
-    on): proposals of the first sub-stage
+    (configs that build the same network as one already seen, or that violate a constraint, are skipped;
+    started cheapest first when pruning is on, each keeping its index and seed): proposals of the first sub-stage
     not finished, or the best trial once all are."""
     space, input_shape = context.space, context.input_shape
     trials = {t.stage_index: t for t in history.stage("advanced")}
+    before = [t for t in history.trials if t.stage != "advanced"]  # (fixed while the grids run)
     index = 0
     for sub_stage in GRID_SUB_STAGES[space.network]:
         seen = {architecture_key(incumbent.config, input_shape)}
@@ -51,12 +52,13 @@ def ask_grids(context: MethodContext, history: History, free_slots: int, incumbe
             if key not in seen:
                 seen.add(key)
                 grid.append(config)
-        grid = context.cheapest_first(grid)
+        grid = context.complying(grid, before)
         indices = range(index, index + len(grid))
         new = [Proposal(c, "advanced", i) for c, i in zip(grid, indices, strict=True) if i not in trials]
         if new:
-            if new[0].index == index:
-                new[0] = Proposal(new[0].config, "advanced", index, (f"advanced stage: {sub_stage}",))
+            new.sort(key=lambda p: context.rank(p.config))  # (stable)
+            if len(new) == len(grid):  # (the sub-stage starts)
+                new[0] = Proposal(new[0].config, "advanced", new[0].index, (f"advanced stage: {sub_stage}",))
             return new[:free_slots]
         batch = [trials[i] for i in indices]
         if any(t.status not in ("complete", "failed", "pruned") for t in batch):

@@ -1,6 +1,6 @@
 """The baselines `random` and `sobol`: configs of the joint space of every hyperparameter, trial i being
-the i-th point of the seed's sequence (uniform random or scrambled Sobol); the sequence's first points do not
-depend on its length, so raising `--max-trials` extends a search."""
+the i-th point of the seed's sequence (uniform random or scrambled Sobol) that meets the constraints; the
+sequence's first points do not depend on its length, so raising `--max-trials` extends a search."""
 
 from __future__ import annotations
 
@@ -21,5 +21,5 @@ def ask_sampling(context: MethodContext, history: History, free_slots: int) -> l
     count = min(free_slots, budget - started)
     if count <= 0:
         return []
-    configs = context.space.sample(started + count, method=settings.method, seed=settings.seed)
+    configs = context.sample(started + count, method=settings.method, seed=settings.seed, stage=STAGE)
     return [Proposal(configs[index], STAGE, index) for index in range(started, started + count)]

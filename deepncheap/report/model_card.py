@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from deepncheap import __version__, search_cost
+from deepncheap.constraints import Constraints
 from deepncheap.models import cnn_layout
 from deepncheap.progress import human_count
 from deepncheap.report.snapshot import RunSnapshot
@@ -61,6 +62,7 @@ def model_card(run: RunSnapshot) -> str:
         f"{human_count(model.flops)} FLOPs per sample (forward pass), {model.time_per_epoch_s or 0:.3f} s per "
         f"training epoch on {model.device or 'the search device'}"
         + (f" with {model.threads} CPU thread(s)." if model.threads and (model.device or "cpu") == "cpu" else "."),
+        *describe_constraints(settings, model),
         "",
         "## Metrics",
         "",
@@ -161,6 +163,20 @@ def describe_training(config: dict[str, Any], epochs: int) -> str:
         f"Adam, learning rate {config['lr']:.2g}{schedule}, weight decay {config['weight_decay']:.2g}, "
         f"batch size {config['batch_size']}, {epochs} epochs"
     )
+
+
+def describe_constraints(settings: dict[str, Any], trial: Trial) -> list[str]:
+    """The search's hard constraints and the trial's margin below each (nothing without constraints)."""
+    constraints = Constraints.of(settings)
+    if not constraints:
+        return []
+    margins = constraints.margins(
+        {"n_params": trial.n_params, "flops": trial.flops, "latency_ms": trial.latency_ms,
+         "time_per_epoch_s": trial.time_per_epoch_s}
+    )  # fmt: skip
+    left = ", ".join(f"{name.replace('_', '-')} {value:,.4g}" for name, value in margins.items())
+    latency = f" Latency {trial.latency_ms:.3g} ms." if trial.latency_ms is not None else ""
+    return [f"- Constraints: {constraints.describe()}; margins (limit minus value): {left}.{latency}"]
 
 
 def describe_metrics(run: RunSnapshot, trial: Trial) -> list[str]:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 from deepncheap import __version__
+from deepncheap.constraints import Constraints
 from deepncheap.progress import human_count
 from deepncheap.report.model_card import (
     describe_architecture,
@@ -114,6 +115,15 @@ def _summary(run: RunSnapshot) -> str:
         ("objective", f"log10(f_p + w_c·f_c), w_c = {settings['wc']:g}, penalty {settings['penalty']}"),
         ("search cost", describe_cost(run)),
     ]
+    constraints = Constraints.of(settings)
+    if constraints:
+        violators = [f"#{t.trial_id}" for t in run.trials if t.violation and t.epochs]
+        rows.append(
+            (
+                "constraints",
+                f"{constraints.describe()}; trained trials that violate one: {', '.join(violators) or 'none'}",
+            )
+        )
     return "<h2>Summary</h2>" + _facts(rows)
 
 
@@ -222,7 +232,8 @@ def _pruned(run: RunSnapshot) -> str:
     if not pruned:
         return ""
     rows = [
-        (f"#{t.trial_id}", t.stage, t.reason or "", str(t.epochs or 0), f"{t.objective:+.4f}",
+        (f"#{t.trial_id}", t.stage, t.reason or "", str(t.epochs or 0),
+         "" if t.objective is None else f"{t.objective:+.4f}",
          human_count(t.n_params), summarize_config(t.config))
         for t in pruned
     ]  # fmt: skip

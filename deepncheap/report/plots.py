@@ -35,7 +35,10 @@ COSTS = (
     ("n_params", "parameters", "trainable parameters (count, log scale)"),
     ("flops", "flops", "FLOPs per sample, forward pass (log scale)"),
     ("time_per_epoch_s", "time", "training time per epoch (s, log scale)"),
+    ("latency_ms", "latency", "inference latency (ms, log scale)"),
 )
+LIMITS = {"n_params": "max_params", "flops": "max_flops", "time_per_epoch_s": "max_epoch_time",
+          "latency_ms": "max_latency_ms"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -177,9 +180,16 @@ def _cost_plot(run: RunSnapshot, cost: str, name: str, axis_label: str) -> Plot:
     xs, ys = [_value(t, cost) for t in front], [_score(run, t) for t in front]
     ax.step(xs + [max(_value(t, cost) for t in trials)], ys + ys[-1:], where="post", color="crimson", linewidth=1.4)
     ax.scatter(xs, ys, s=80, facecolor="none", edgecolor="crimson", linewidth=1.4, zorder=4, label="Pareto front")
+    violators = [t for t in run.trials if t.violation and t.status == "complete" and (getattr(t, cost) or 0) > 0]
+    if violators:  # (trained, then found to violate a constraint: never chosen)
+        ax.scatter([_value(t, cost) for t in violators], [_score(run, t) for t in violators], marker="x", s=30,
+                   color="dimgrey", zorder=3, label="violates a constraint")  # fmt: skip
+    limit = run.settings.get(LIMITS[cost])
+    if limit:
+        ax.axvline(limit, color="black", linestyle="--", linewidth=1.1, label=f"--{LIMITS[cost].replace('_', '-')}")
     if getattr(run.best, cost):
         _mark_best(ax, _value(run.best, cost), _score(run, run.best))
-    costs = [_value(t, cost) for t in trials]
+    costs = [_value(t, cost) for t in trials + violators] + ([limit] if limit else [])
     ax.set_xscale("log")
     _log_ticks(ax.xaxis, costs)
     ax.margins(x=0.06)
@@ -197,7 +207,8 @@ def _cost_plot(run: RunSnapshot, cost: str, name: str, axis_label: str) -> Plot:
         f"score_vs_{name}",
         f"Validation {'accuracy' if run.classification else 'MSE'} against {axis_label.split(' (')[0]}",
         f"Each point is a complete trial; the red staircase is the Pareto front (no other trial is both cheaper "
-        f"and {better}), labelled with trial ids; the star is the chosen trial.",
+        f"and {better}), labelled with trial ids; the star is the chosen trial. With constraints, the dashed "
+        f"line is the limit and the front holds complying trials only (crosses: trials found to violate one).",
         _png(figure),
     )
 

@@ -15,7 +15,7 @@ from deepncheap.errors import OutputError
 from deepncheap.objective import performance_floor
 from deepncheap.rundir import check_run, holder_pid
 from deepncheap.show import describe_state
-from deepncheap.store import STAGES, RunStore, Trial, best_of
+from deepncheap.store import STAGES, RunStore, Trial, best_of, search_order
 from deepncheap.tradeoff import scored
 
 CURVES = 5  # learning curves of this many best trials
@@ -125,7 +125,7 @@ def read_run(run_dir: str | Path) -> RunSnapshot:
 
 def _curves(store: RunStore, trials: list[Trial], data: dict[str, Any]) -> dict[int, list[float]]:
     """The validation curves of the best CURVES trials: stored with the trial, else from its epochs."""
-    best = sorted(scored(trials), key=lambda t: (t.objective or 0.0, t.trial_id))[:CURVES]
+    best = sorted(scored(trials), key=lambda t: (t.objective or 0.0, *search_order(t)))[:CURVES]
     scale = 1.0 if data["task"] == "classification" else float(data.get("target_std") or 1.0) ** 2
     reported = store.epochs([t.trial_id for t in best])
     curves = {}

@@ -127,6 +127,23 @@ def largest_config(space: SearchSpace) -> dict[str, Any]:
     return default_config(space, depth=depth, widths=[space.hidden_nodes[1]] * depth)
 
 
+def smallest_configs(space: SearchSpace) -> list[dict[str, Any]]:
+    """The space's smallest networks (fewest layers, narrowest channels/nodes), one per choice of the
+    hyperparameters that change a CNN's size or FLOPs without changing its widths (downsampling, batch
+    normalization, shortcuts): the least parameters, FLOPs and latency the space allows are among them."""
+    if space.network != "cnn":
+        depth = space.num_hidden_layers[0]
+        return [default_config(space, depth=depth, widths=[space.hidden_nodes[0]] * depth)]
+    depth = space.num_conv_layers[0]
+    base = default_config(space, depth=depth, widths=[space.channels_first[0]] * depth)
+    return [
+        {**base, "downsampling": downsampling, "bn_frac": bn_frac, "shortcut_every": shortcut}
+        for downsampling in space.downsampling
+        for bn_frac in space.bn_fracs
+        for shortcut in space.shortcut_every
+    ]
+
+
 def time_reference_config(space: SearchSpace) -> dict[str, Any]:
     """The config whose time per epoch is the time baseline.
 

@@ -158,6 +158,10 @@ class SearchSpace:
         """The space's largest network (most layers, widest channels/nodes): the parameter baseline."""
         return families.largest_config(self)
 
+    def smallest_configs(self) -> list[dict[str, Any]]:
+        """The smallest networks of the space (`families.smallest_configs`)."""
+        return families.smallest_configs(self)
+
     def time_reference_config(self) -> dict[str, Any]:
         """The config whose time per epoch is the time baseline (see `families.time_reference_config`)."""
         return families.time_reference_config(self)
