@@ -100,6 +100,8 @@ def test_search_writes_spec_outputs(tmp_path):
         "wall_s",
         "config",
         "reason",
+        "latency_ms",
+        "violation",
     ]
     assert len(rows) == 4 and all(r["status"] == "complete" and r["stage"] == "joint" for r in rows)
     assert min(rows, key=lambda r: float(r["objective"]))["trial_id"] == str(best["trial_id"])

@@ -15,7 +15,7 @@ from deepncheap.settings import DEFAULT_EPOCHS, SearchSettings, parse_duration
         ({"seed": 1.5}, "--seed must be an integer"),
         ({"seed": "7"}, "--seed must be an integer"),
         ({"max_trials": 0}, "--max-trials must be an integer >= 1"),
-        ({"penalty": "flops"}, "unknown penalty"),
+        ({"penalty": "energy"}, "unknown penalty"),
         ({"method": "grid"}, "unknown method"),
         ({"device": "tpu"}, "unknown device"),
         ({"image_shape": (1, 8)}, "three positive integers"),

@@ -28,7 +28,7 @@ def test_store_round_trip_and_running_rows(tmp_path):
         assert reader.settings == settings
         assert reader.best_trial() is None
 
-    metrics = dict(zip(METRIC_COLUMNS, (-1.5, 0.03, 0.2, 0.97, 0.1, 1234, 5678, 0.25, 3, 0.01, 0.2), strict=True))
+    metrics = dict(zip(METRIC_COLUMNS, (-1.5, 0.03, 0.2, 0.97, 0.1, 1234, 5678, 0.25, 3, 0.01, 0.2, 0.05), strict=True))
     store.finish_trial(trial_id, status="complete", metrics=metrics, val_curve=[0.9, 0.97, 0.96], wall_s=1.5)
     failed = store.start_trial(stage="joint", stage_index=1, config=CONFIG)
     store.finish_trial(failed, status="failed", error="TrialDiverged: nan", wall_s=0.1)
