@@ -16,6 +16,8 @@ from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from scipy.special import ndtr
 from threadpoolctl import threadpool_limits
 
+from deepncheap.constraints import LIKELY
+
 OMEGA = 3.0  # the reference's distance scale ω for every hyperparameter
 NOISE = 1e-4  # GP noise variance of the reference mode (and the jitter floor)
 # The default mode's noise variance, in standardized objective units: trainings of a few epochs are noisy (the
@@ -228,13 +230,13 @@ def propose(
 
 
 def _first_feasible(order: np.ndarray, feasibility: Callable[[int], float] | None) -> int:
-    """The first candidate in `order` likely to comply (probability >= 0.5), else the most likely one."""
+    """The first candidate in `order` likely to comply (probability >= `LIKELY`), else the most likely one."""
     if feasibility is None:
         return int(order[0])
     best, most = int(order[0]), -1.0
     for i in order:
         p = feasibility(int(i))
-        if p >= 0.5:
+        if p >= LIKELY:
             return int(i)
         if p > most:
             best, most = int(i), p

@@ -5,9 +5,10 @@ Parameters and FLOPs per sample are exact from the config (the network built on 
 latency is measured on the untrained network before training (`latency.py`): a config that violates one
 of these is never trained (prior points and grid configs are replaced by complying ones, BO candidates
 are checked before one is chosen). Time per epoch is known only once a trial trains: it is predicted
-before (`EpochTimeModel`, fitted to the measured trials and the time baseline), BO weights expected
-improvement by the probability of complying, and a trial found to violate stops at its first timed epoch,
-is recorded with its real cost and is never chosen as best.
+before (`EpochTimeModel`, fitted to the measured trials and the time baselines), prior points and grid
+configs are those `LIKELY` to comply, BO weights expected improvement by the probability of complying,
+and a trial found to violate stops at its first timed epoch, is recorded with its real cost and is never
+chosen as best.
 """
 
 from __future__ import annotations
@@ -106,13 +107,19 @@ class Constraints:
 
 
 MIN_SIGMA = 0.1  # the least uncertainty of a predicted log epoch time (about 10 %)
+# ... and the uncertainty before three points are measured: the cost model's epoch was 25 % off between
+# the two baselines of the digits CNN (demo space), so two points tell the slope but not the spread
+PRIOR_SIGMA = 0.3
+# configs trained without expected improvement's say (prior points, grids, fallbacks) must comply with
+# at least this probability: at 0.5, half of those predicted right at the limit violate it
+LIKELY = 0.8
 
 
 @dataclass(frozen=True)
 class EpochTimeModel:
     """Predicted seconds per epoch from the cost model's epoch: log t = a + b log m, fitted by least squares
-    to the measured trials and the time baseline (b = 1 until three are measured), with the residuals'
-    spread (at least `MIN_SIGMA`) as its uncertainty."""
+    to the measured trials and the time baselines (b = 1 while one point is known), with the residuals'
+    spread (at least `MIN_SIGMA`; `PRIOR_SIGMA` until three points are known) as its uncertainty."""
 
     a: float
     b: float
@@ -122,13 +129,15 @@ class EpochTimeModel:
     def fit(cls, modelled_s: list[float], measured_s: list[float]) -> EpochTimeModel:
         """From pairs of (modelled, measured) seconds per epoch; at least one pair."""
         x, y = np.log(modelled_s), np.log(measured_s)
-        if len(x) >= 3 and np.ptp(x) > 0:
+        if len(x) >= 2 and np.ptp(x) > 0:
             b, a = np.polyfit(x, y, 1)
         else:
             b, a = 1.0, float(np.mean(y - x))
         residuals = y - (a + b * x)
         dof = max(len(x) - 2, 1)
-        sigma = math.sqrt(float(np.sum(residuals**2)) / dof) if len(x) >= 3 else 0.0
+        if len(x) < 3:
+            return cls(float(a), float(b), PRIOR_SIGMA)
+        sigma = math.sqrt(float(np.sum(residuals**2)) / dof)
         return cls(float(a), float(b), max(sigma, MIN_SIGMA))
 
     def predict_s(self, modelled_s: float) -> float:
@@ -144,11 +153,12 @@ class EpochTimeModel:
 @dataclass(frozen=True)
 class EpochTimeLimit:
     """`--max-epoch-time`, predicted before training: the limit, a config's cost-model epoch
-    (`modelled_s`), and the time baseline's (modelled, measured) seconds per epoch."""
+    (`modelled_s`), and the time baselines' (modelled, measured) seconds per epoch
+    (`Baselines.epoch_points`)."""
 
     limit_s: float
     modelled_s: Callable[[dict[str, Any]], float]
-    baseline: tuple[float, float]
+    baselines: tuple[tuple[float, float], ...]
 
     def model(self, trials: Iterable[Trial]) -> EpochTimeModel:
         """The prediction fitted to the trials that measured an epoch, and the baseline."""
@@ -157,7 +167,7 @@ class EpochTimeLimit:
             for t in trials
             if t.modelled_epoch_s and t.time_per_epoch_s and t.epochs
         ]
-        modelled, measured = zip(*[*pairs, self.baseline], strict=True)
+        modelled, measured = zip(*[*pairs, *self.baselines], strict=True)
         return EpochTimeModel.fit(list(modelled), list(measured))
 
     def probability(self, trials: Iterable[Trial]) -> Callable[[dict[str, Any]], float]:

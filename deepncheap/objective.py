@@ -37,6 +37,8 @@ class Baselines:
     time_measure: str | None = None  # timing.MEASURED or timing.COST_MODEL; None without a time baseline
     flops: int | None = None  # (stores before step 9 have none)
     latency_ms: float | None = None
+    smallest_epoch_s: float | None = None  # (stores before the second point have none)
+    smallest_modelled_epoch_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +56,8 @@ class Baselines:
                     f"; epochs this short are ranked by timing noise, so f_c uses the cost model of an epoch "
                     f"(steps, layers, parameters, FLOPs) instead of measured time (below {timing.TIMEABLE_EPOCH_S} s)"
                 )
+        if self.smallest_epoch_s is not None:
+            text += f", {self.smallest_epoch_s:.3f} s per epoch (smallest network)"
         return text
 
     @property
@@ -71,7 +75,17 @@ class Baselines:
             time_measure=values.get("time_measure", timing.MEASURED if values.get("time_per_epoch_s") else None),
             flops=values.get("flops"),
             latency_ms=values.get("latency_ms"),
+            smallest_epoch_s=values.get("smallest_epoch_s"),
+            smallest_modelled_epoch_s=values.get("smallest_modelled_epoch_s"),
         )
+
+    def epoch_points(self) -> list[tuple[float, float]]:
+        """The (modelled, measured) seconds per epoch of the timed baselines (reference, then smallest)."""
+        points = [
+            (self.modelled_epoch_s, self.time_per_epoch_s),
+            (self.smallest_modelled_epoch_s, self.smallest_epoch_s),
+        ]
+        return [(m, t) for m, t in points if m and t]
 
 
 def performance_error(
@@ -305,6 +319,7 @@ def measure_baselines(
     seed: int,
     augment: bool = False,
     timed: bool = False,
+    smallest: bool = False,
     latency: LatencyProbe | None = None,
 ) -> Baselines:
     """Parameter count of the space's largest network (built on the meta device, no memory used), the
@@ -312,7 +327,7 @@ def measure_baselines(
     time penalty (or `timed`: `--max-epoch-time`), its time per epoch measured as the trials will run:
     on every slot of the executor at once (the median of them), so that side-by-side trials are compared
     with a baseline that shared the machine alike (and augmented its batches as they do); and its modelled
-    epoch, with the measure that ranks.
+    epoch, with the measure that ranks. `smallest`: the space's smallest network is timed alike.
     KeyboardInterrupt when a stop is requested meanwhile."""
     import torch
 
@@ -328,8 +343,10 @@ def measure_baselines(
     sizes = Baselines(
         n_params=n_params, flops=flops, latency_ms=None if latency is None else latency.of_config(reference, dataset)
     )
-    if penalty == "time" or timed:
-        task = TrialTask(-1, reference, trial_seed(seed, "baseline", 0), BASELINE_EPOCHS, augment)
+
+    def epoch(config: dict[str, Any], index: int) -> tuple[float, float]:
+        """(measured, modelled) seconds per epoch of `config`, on every slot at once."""
+        task = TrialTask(-1, config, trial_seed(seed, "baseline", index), BASELINE_EPOCHS, augment)
         for slot in range(executor.slots):
             executor.submit(replace(task, trial_id=-1 - slot))
         outcomes = [executor.next_outcome(lambda *_: False) for _ in range(executor.slots)]
@@ -338,11 +355,15 @@ def measure_baselines(
         measured = [o.measured for o in outcomes if o.measured is not None]
         if len(measured) < len(outcomes):
             raise BaselineFailed(next(str(o.error) for o in outcomes if o.measured is None))
-        time_per_epoch = float(np.median([m.training.time_per_epoch_s for m in measured]))
-        return replace(
-            sizes,
-            time_per_epoch_s=time_per_epoch,
-            modelled_epoch_s=measured[0].modelled_epoch_s,
-            time_measure=timing.time_measure(time_per_epoch),
-        )
-    return sizes
+        return float(np.median([m.training.time_per_epoch_s for m in measured])), measured[0].modelled_epoch_s
+
+    if not (penalty == "time" or timed):
+        return sizes
+    time_per_epoch, modelled = epoch(reference, 0)
+    timed_sizes = replace(
+        sizes, time_per_epoch_s=time_per_epoch, modelled_epoch_s=modelled, time_measure=timing.time_measure(time_per_epoch)
+    )
+    if not smallest:
+        return timed_sizes
+    small_s, small_modelled = epoch(space.smallest_configs()[0], 1)
+    return replace(timed_sizes, smallest_epoch_s=small_s, smallest_modelled_epoch_s=small_modelled)

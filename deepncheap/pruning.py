@@ -7,7 +7,8 @@ the trial cannot become the best: with `--penalty params` (or time ranked by the
 from the config and the trial is not trained at all; with measured time it stops once its first timed
 epoch is in (the bound then allows `TIME_SLACK` of timing noise). It never removes the winner. So that
 it has an incumbent to compare with early, a stage's prior points and the grids train cheapest first (by
-parameters, or by the cost model's epoch: `Scorer.cost_rank`) when pruning is on; BO proposes on its own.
+parameters, or by the cost model's epoch: `Scorer.cost_rank`) when pruning is on and w_c > 0 (at w_c 0
+the bound rules out nothing); BO proposes on its own.
 
 The learning-curve rules stop a running trial at its rungs (`rungs`: after 1/4 and 1/2 of its epochs) when
 its objective so far (best validation epoch so far, its cost) is worse than that of the finished trials of

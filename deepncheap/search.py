@@ -253,7 +253,7 @@ def _run_method(
         pruner = Pruner(settings.prune, scorer, settings.epochs)
         costs = memoized(scorer.cost_of)
         constraints = Constraints.of(settings)
-        if pruner.active:  # cheap configs first; BO candidates ruled out by their size alone
+        if pruner.active and settings.wc > 0:  # cheap configs first; BO candidates ruled out by their size alone
             context = replace(
                 context,
                 cost_rank=memoized(scorer.cost_rank),
@@ -329,12 +329,10 @@ def _constraint_context(
 
     epoch_time = None
     if constraints.max_epoch_time is not None:
-        baselines = scorer.baselines
-        assert baselines.modelled_epoch_s and baselines.time_per_epoch_s
+        points = scorer.baselines.epoch_points()
+        assert points
         epoch_time = EpochTimeLimit(
-            float(constraints.max_epoch_time),
-            lambda config: costs(config).modelled_epoch_s,
-            (baselines.modelled_epoch_s, baselines.time_per_epoch_s),
+            float(constraints.max_epoch_time), lambda config: costs(config).modelled_epoch_s, tuple(points)
         )
     return {"violations": memoized(violations) if constraints.exact else None, "epoch_time": epoch_time}
 
@@ -357,6 +355,7 @@ def _scorer(run: OpenRun, progress: SearchProgress) -> Scorer:
                 seed=settings.seed,
                 augment=bool(store.settings.get("augmented", False)),
                 timed=timed,
+                smallest=settings.max_epoch_time is not None,
                 latency=run.latency,
             )
         except BaselineFailed as exc:

@@ -105,6 +105,7 @@ def test_a_predicted_epoch_time_limit_stops_violators_and_never_makes_one_the_be
     violators = [t for t in trials if t.violation is not None]
     best = json.loads((result.run_dir / "best.json").read_text())
     assert best["metrics"]["time_per_epoch_s"] <= limit
+    assert best["baselines"]["smallest_epoch_s"] > 0  # (the second point of the time prediction)
     assert best["trial_id"] not in {t.trial_id for t in violators}
     for t in violators:
         assert t.time_per_epoch_s > limit and "--max-epoch-time" in t.violation
@@ -212,6 +213,9 @@ def test_the_epoch_time_model_predicts_from_measured_trials_with_its_uncertainty
     assert model.comply_probability(0.16, 10 * model.predict_s(0.16)) > 0.99
     one = EpochTimeModel.fit([0.05], [0.2])  # (the baseline alone: measured = 4x modelled)
     assert one.b == 1.0 and one.predict_s(0.1) == pytest.approx(0.4)
+    two = EpochTimeModel.fit([0.01, 0.1], [0.02, 0.1])  # (both baselines: the slope, not yet the spread)
+    assert two.b == pytest.approx(np.log10(5)) and two.predict_s(0.1) == pytest.approx(0.1)
+    assert two.sigma == pytest.approx(0.3)
 
 
 def test_constraints_describe_and_margins():

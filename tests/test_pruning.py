@@ -90,6 +90,14 @@ def test_with_pruning_the_prior_points_and_grids_train_cheapest_first(tmp_path):
     assert grid and grid == sorted(grid)
 
 
+def test_at_wc_0_the_prior_points_keep_their_order(tmp_path):
+    """At w_c 0 the bound rules out nothing, so sorting by cost would only reorder the search."""
+    options = IRIS | dict(method="dnc", prior_points=6, bo_steps=0, seed=3, wc=0.0, prune="bound")
+    core = [t for t in stored_trials(deepncheap.search(out=tmp_path / "run", **options).run_dir) if t.stage == "core"]
+    assert [t.stage_index for t in sorted(core, key=lambda t: t.trial_id)] == list(range(6))
+    assert len({t.n_params for t in core}) > 1 and all(t.status == "complete" for t in core)
+
+
 def test_the_cost_bound_finds_the_same_best_as_training_everything(tmp_path):
     """A random search proposes the same configs whatever it learns, so with the bound it must end with the
     very best trial of the search that trained every one of them."""

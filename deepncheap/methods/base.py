@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from deepncheap.constraints import LIKELY
 from deepncheap.errors import SearchFailedError
 from deepncheap.settings import SearchSettings
 from deepncheap.space import SearchSpace
@@ -46,14 +47,14 @@ class MethodContext:
     ) -> list[dict[str, Any]]:
         """The configs (in their order) that meet the exact constraints and, as predicted from the time
         baseline and the `measured` trials (those of the stages before, which no longer change: the answer
-        must not change while a stage runs), likely the epoch-time limit; topped up to `at_least` with
+        must not change while a stage runs), `LIKELY` the epoch-time limit; topped up to `at_least` with
         the exact-complying configs most likely to meet it."""
         probability = self._probability(measured)
         if probability is None:
             return configs
         chances = [probability(c) for c in configs]
-        chosen = {i for i, p in enumerate(chances) if p >= 0.5}
-        unlikely = sorted((i for i, p in enumerate(chances) if 0 < p < 0.5), key=lambda i: -chances[i])
+        chosen = {i for i, p in enumerate(chances) if p >= LIKELY}
+        unlikely = sorted((i for i, p in enumerate(chances) if 0 < p < LIKELY), key=lambda i: -chances[i])
         chosen |= set(unlikely[: max(0, at_least - len(chosen))])
         return [configs[i] for i in sorted(chosen)]
 
