@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", help="folder of the mnist/fashion_mnist/cifar10/cifar100 files (default: $DNC_DATA_DIR or ./data)"
     )
     s.add_argument("--val-split", type=float, default=0.2, help="validation fraction of the training data")
+    s.add_argument(
+        "--subset",
+        type=float,
+        metavar="F",
+        help="train on a stratified fraction F of the training rows: a cheap proxy search (validation stays whole)",
+    )
     s.add_argument("--image-shape", type=_image_shape, help="C,H,W to reshape flat features for a CNN")
     s.add_argument("--wc", type=float, default=0.1, help="complexity weight w_c >= 0 (default: 0.1)")
     s.add_argument(

@@ -42,6 +42,7 @@ def _run_search(args: argparse.Namespace) -> None:
         seed=args.seed,
         task=args.task,
         val_split=args.val_split,
+        subset=args.subset,
         image_shape=args.image_shape,
         target=args.target,
         delimiter=args.delimiter,

@@ -18,6 +18,7 @@ def data_options(settings: SearchSettings) -> dict[str, Any]:
         "network": settings.network,
         "task": settings.task,
         "val_split": settings.val_split,
+        "subset": settings.subset,
         "image_shape": settings.image_shape,
         "target": settings.target,
         "delimiter": settings.delimiter,
