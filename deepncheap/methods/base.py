@@ -119,3 +119,12 @@ class Proposal:
     stage: str
     index: int
     notes: tuple[str, ...] = ()
+
+
+def next_indices(history: History, stage: str, total: int, free_slots: int) -> range | None:
+    """The indices of the next trials of a stage of `total` trials, for up to `free_slots` free slots: an
+    empty range while its last trials run, None once all have finished."""
+    started = len(history.stage(stage))
+    if started >= total:
+        return range(0) if history.pending(stage) else None
+    return range(started, started + max(0, min(free_slots, total - started)))

@@ -29,6 +29,7 @@ STAGE_STYLES = {  # colour and marker: points of different stages stay visible w
     "core": ("#1f77b4", "o"),
     "advanced": ("#ff7f0e", "s"),
     "training": ("#2ca02c", "^"),
+    "transfer": ("#9467bd", "D"),
 }
 OBJECTIVE_LABEL = "objective log10(f_p + w_c·f_c)\n(lower is better)"
 COSTS = (
@@ -101,8 +102,11 @@ def _score_label(run: RunSnapshot) -> str:
     return "validation accuracy (%)" if run.classification else "validation MSE (target units², log scale)"
 
 
+STAGE_LABELS = {"joint": "random/Sobol", "transfer": "transferred configs"}
+
+
 def _stage_label(stage: str, count: int) -> str:
-    return f"{'random/Sobol' if stage == 'joint' else stage + ' stage'} ({count})"
+    return f"{STAGE_LABELS.get(stage, stage + ' stage')} ({count})"
 
 
 def _scatter_by_stage(
