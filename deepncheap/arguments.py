@@ -260,6 +260,12 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
         "--data-dir", help="folder of the mnist/fashion_mnist/cifar10/cifar100 files (default: $DNC_DATA_DIR or ./data)"
     )
     parser.add_argument("--val-split", type=float, default=0.2, help="validation fraction of the training data")
+    parser.add_argument(
+        "--subset",
+        type=float,
+        metavar="F",
+        help="train on a stratified fraction F of the training rows: a cheap proxy search (validation stays whole)",
+    )
     parser.add_argument("--image-shape", type=_image_shape, help="C,H,W to reshape flat features for a CNN")
 
 

@@ -111,18 +111,23 @@ def load_dataset(
     drop: tuple[str, ...] = (),
     impute: str | None = None,
     data_dir: str | Path | None = None,
+    subset: float | None = None,
 ) -> Dataset:
     """Read `source` (built-in name, .npz/.csv path, (X, y) tuple or dict of arrays) and prepare it.
     `target`, `delimiter` (None: sniffed) and `drop` are a CSV file's label column, delimiter and columns to
     leave out. Missing feature values (NaN, empty CSV cells) are refused unless `impute` says what to do:
     `mean`/`median` fill them with the training rows' statistic, `drop` leaves their rows out. `data_dir` holds the
-    files of mnist/fashion_mnist/cifar10/cifar100 (default: $DNC_DATA_DIR or ./data)."""
+    files of mnist/fashion_mnist/cifar10/cifar100 (default: $DNC_DATA_DIR or ./data). `subset` keeps that
+    fraction of the training rows (stratified, always the same ones), after the validation and test rows are
+    split off."""
     if task is not None and task not in TASKS:
         raise DataError(f"unknown task '{task}'; use one of: {', '.join(TASKS)}")
     if impute is not None and impute not in IMPUTE:
         raise DataError(f"unknown --impute '{impute}'; use one of: {', '.join(IMPUTE)}")
     raw = read_source(source, target=target, delimiter=delimiter, drop=drop, impute=impute, data_dir=data_dir)
-    return prepare(raw, network=network, task=task, val_split=val_split, image_shape=image_shape, impute=impute)
+    return prepare(
+        raw, network=network, task=task, val_split=val_split, image_shape=image_shape, impute=impute, subset=subset
+    )
 
 
 def prepare(
@@ -133,8 +138,10 @@ def prepare(
     val_split: float,
     image_shape: tuple[int, int, int] | None,
     impute: str | None = None,
+    subset: float | None = None,
 ) -> Dataset:
-    """Validate, encode labels, shape for the network, split, fill missing values (`impute`) and standardize."""
+    """Validate, encode labels, shape for the network, split, keep a `subset` of the training rows, fill
+    missing values (`impute`) and standardize."""
     parts = {"train": (raw.x_train, raw.y_train)}
     if raw.x_val is not None:
         parts["val"] = (raw.x_val, raw.y_val)  # type: ignore[assignment]
@@ -171,6 +178,10 @@ def prepare(
                 "the test split is never used for validation"
             )
         x_train, y_train, xs["val"], encoded["val"] = _split(x_train, y_train, val_split, task, "validation", hint)
+    if subset is not None:
+        n_rows = len(y_train)
+        _, _, x_train, y_train = _split(x_train, y_train, subset, task, "subset", "use a larger --subset")
+        notes.append(f"--subset {subset:g}: training on {len(y_train)} of the {n_rows} training rows (stratified)")
 
     if impute in ("mean", "median"):
         filled, count = _fill_missing({"train": x_train, "val": xs["val"], "test": xs["test"]}, impute)

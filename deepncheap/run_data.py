@@ -12,7 +12,7 @@ from deepncheap.settings import SearchSettings
 from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
 
 # The settings that say how to read and split the data (besides the network family, which shapes them).
-DATA_OPTIONS = ("task", "val_split", "image_shape", "target", "delimiter", "drop", "impute", "data_dir")
+DATA_OPTIONS = ("task", "val_split", "subset", "image_shape", "target", "delimiter", "drop", "impute", "data_dir")
 
 
 def data_options(settings: SearchSettings) -> dict[str, Any]:

@@ -37,6 +37,8 @@ class SearchSettings:
     names a running Ray cluster. `workers` > 1 without an executor means `processes`. `target`, `delimiter`
     and `drop` read a CSV file (its label column, its delimiter when not sniffed, columns to leave out);
     `impute` (`mean`, `median`, `drop`) deals with missing feature values, which are refused otherwise;
+    `subset` trains on a stratified fraction of the training rows (a cheap proxy search; validation and
+    test rows stay whole);
     `augment` (`auto`, `on`, `off`; a bool works too) crops and flips training batches of images. `prune`
     (`none`, `bound`, `median`, `asha`) stops trials that cannot win or trail their stage (`pruning.py`).
     `latency_batch` is the batch of the latency measure (`--penalty latency`, `max_latency_ms`); `max_params`,
@@ -54,6 +56,7 @@ class SearchSettings:
     seed: int = 0
     task: str | None = None
     val_split: float = 0.2
+    subset: float | None = None
     image_shape: tuple[int, int, int] | None = None
     target: str | None = None
     delimiter: str | None = None
@@ -161,6 +164,10 @@ class SearchSettings:
             raise SettingsError(f"threads must be a positive integer, got {self.threads!r}")
         if not is_number(self.val_split) or math.isnan(self.val_split):
             raise SettingsError(f"--val-split must be a number, got {self.val_split!r}; e.g. --val-split 0.2")
+        if self.subset is not None and (not is_number(self.subset) or not 0 < self.subset < 1):
+            raise SettingsError(
+                f"--subset must be a fraction between 0 and 1 (exclusive), got {self.subset!r}; e.g. --subset 0.1"
+            )
         shape = self.image_shape
         if shape is not None and (len(shape) != 3 or not all(is_int(d) and d > 0 for d in shape)):
             raise SettingsError(f"image_shape must be three positive integers (C, H, W), got {shape!r}")

@@ -6,8 +6,8 @@ the best config's final model on all of it, and predict with that model, like an
 the winner on every sample (`deepncheap.train_final`). A scikit-learn user tests the estimator on data of
 their own (`score`, `cross_val_score`), so no test split is taken from `X`: the run's test part is its
 validation part, and the final model's "test" metrics in `result_.final` are measured on samples it
-trained on. The run lives in a temporary directory removed when `fit` returns, unless `run_dir` names
-one to keep.
+trained on. The run lives in a temporary directory removed when `fit` returns (and writes no report,
+which would be deleted unread), unless `run_dir` names one to keep (with its report).
 
     >>> from deepncheap import DNCClassifier
     >>> clf = DNCClassifier(max_trials=10).fit(X_train, y_train)
@@ -112,6 +112,7 @@ class _DNCEstimator(BaseEstimator):
                     overwrite=kept,  # fitting again replaces the run, as it replaces the model
                     time_budget=self.time_budget,
                     verbose=self.verbose,
+                    report=kept,  # (a temporary run's report would be deleted unread)
                     task=self._task,
                     **self._search_options(),
                 )
@@ -121,7 +122,7 @@ class _DNCEstimator(BaseEstimator):
                 raise SettingsError(
                     f"time_budget={self.time_budget!r} ran out before any trial completed; give a longer time_budget"
                 ) from None
-            self.result_ = train_final(run_dir, epochs=self.final_epochs, data=data, verbose=self.verbose)
+            self.result_ = train_final(run_dir, epochs=self.final_epochs, data=data, verbose=self.verbose, report=kept)
             with RunStore.open(run_dir) as store:
                 self.trials_ = _table([dataclasses.asdict(trial) for trial in store.trials()])
         self.run_dir_ = run_dir if kept else None

@@ -141,6 +141,7 @@ def test_run_dir_is_kept_and_refitting_replaces_the_run(tmp_path):
     x, y = iris()
     clf = DNCClassifier(**FAST, run_dir=tmp_path / "run").fit(x, y)
     assert clf.run_dir_ == tmp_path / "run" and (tmp_path / "run" / "final" / "final.json").is_file()
+    assert (tmp_path / "run" / "report.html").is_file()  # (a kept run has its report; a temporary one none)
     np.testing.assert_array_equal(deepncheap.load_run(clf.run_dir_, final=True).predict(x), clf.predict(x))
     clf.fit(x[:100], y[:100])  # two classes now: the run is replaced, not refused
     assert len(clf.classes_) == 2 and deepncheap.load_run(clf.run_dir_).settings["data"]["num_outputs"] == 2
