@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="hard limit on the seconds per training epoch (predicted before training, checked while it trains)",
     )
     s.add_argument("--method", default="dnc", help=f"{' | '.join(METHODS)} (default: dnc, Deep-n-Cheap's three stages)")
+    s.add_argument(
+        "--warm-start",
+        nargs="+",
+        metavar="RUN",
+        help="start from the best config of each earlier run: trained first, then the core stage's first prior "
+        "points (--method dnc, the same --network)",
+    )
     _budget_options(
         s, f"cap on trainings over the whole search (default: stage budgets for dnc, {DEFAULT_MAX_TRIALS} otherwise)"
     )

@@ -53,6 +53,7 @@ def _run_search(args: argparse.Namespace) -> None:
         max_flops=args.max_flops,
         max_latency_ms=args.max_latency_ms,
         max_epoch_time=args.max_epoch_time,
+        warm_start=args.warm_start,
         executor=args.executor,
         workers=args.workers,
         cpus_per_trial=args.cpus_per_trial,

@@ -73,8 +73,15 @@ def search(
     once spent, after the trials in progress; a stopped search is continued by `resume`. `verbose` shows
     progress on stderr; `on_event` receives every event of the search as a JSON-safe dict (`progress.EVENTS`:
     search_started, stage_changed, trial_started, epoch, trial_ended, search_ended); with `report`, the run's
-    report is written at the end (`report.write_report`)."""
+    report is written at the end (`report.write_report`). `warm_start` (a run directory or several) starts
+    the search from those runs' best configs (`warm_start.py`)."""
+    warm_runs = options.pop("warm_start", None)
     settings = SearchSettings.from_options(**options)
+    check_data = None
+    if warm_runs is not None:
+        from deepncheap.warm_start import warm_started
+
+        settings, check_data = warm_started(settings, warm_runs)
     return start_run(
         settings,
         data=data,
@@ -84,6 +91,7 @@ def search(
         verbose=verbose,
         on_event=on_event,
         report=report,
+        check_data=check_data,
     )
 
 

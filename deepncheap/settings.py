@@ -44,7 +44,9 @@ class SearchSettings:
     `latency_batch` is the batch of the latency measure (`--penalty latency`, `max_latency_ms`); `max_params`,
     `max_flops` (per sample), `max_latency_ms` and `max_epoch_time` (seconds) are hard constraints
     (`constraints.py`). A run of `dnc transfer` (method `transfer`) holds the run it came from (`transfer_from`)
-    and the configs it trains (`transfer_configs`: `{"source_trial_id", "source_objective", "config"}` each).
+    and the configs it trains (`transfer_configs`: `{"source_trial_id", "source_objective", "config"}` each);
+    a warm-started search the earlier runs' best configs it starts from (`warm_configs`, `warm_start.py`:
+    `{"source_run", "source_trial_id", "source_objective", "config"}` each).
     """
 
     network: str = "cnn"
@@ -85,6 +87,7 @@ class SearchSettings:
     extra_training_steps: int = 0  # BO steps added to `dnc`'s training stage when a finished search is extended
     transfer_from: str | None = None
     transfer_configs: tuple[dict[str, Any], ...] = ()
+    warm_configs: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_options(cls, **options: Any) -> SearchSettings:
@@ -98,7 +101,7 @@ class SearchSettings:
             given["augment"] = "on" if given["augment"] else "off"
         if isinstance(given.get("drop"), str):  # "id,name" as on the command line
             given["drop"] = [name.strip() for name in given["drop"].split(",")]
-        for name in ("drop", "transfer_configs"):
+        for name in ("drop", "transfer_configs", "warm_configs"):
             if isinstance(given.get(name), (list, tuple)):
                 given[name] = tuple(given[name])
         for name in ("max_params", "max_flops"):  # (2e6 is a count too)
@@ -128,6 +131,10 @@ class SearchSettings:
             )
         if not all(isinstance(c, dict) and isinstance(c.get("config"), dict) for c in self.transfer_configs):
             raise SettingsError("transfer_configs must be dicts holding a 'config'; use dnc transfer RUN --data OTHER")
+        if self.warm_configs and self.method != "dnc":
+            raise SettingsError("--warm-start starts Deep-n-Cheap's stages from earlier configs; use --method dnc")
+        if not all(isinstance(c, dict) and isinstance(c.get("config"), dict) for c in self.warm_configs):
+            raise SettingsError("warm_configs must be dicts holding a 'config'; use --warm-start RUN")
         if self.bo_mode not in BO_MODES:
             raise SettingsError(f"unknown BO mode '{self.bo_mode}'; use one of: {', '.join(BO_MODES)}")
         if self.prune not in PRUNE_MODES:
@@ -220,6 +227,7 @@ class SearchSettings:
         values["image_shape"] = list(self.image_shape) if self.image_shape else None
         values["drop"] = list(self.drop)
         values["transfer_configs"] = list(self.transfer_configs)
+        values["warm_configs"] = list(self.warm_configs)
         values["data_dir"] = str(Path(self.data_dir).expanduser().resolve()) if self.data_dir else None
         return values
 

@@ -27,12 +27,15 @@ from typing import Any
 STORE_NAME = "store.sqlite"
 # 2: trials record `concurrent` and `threads`; 3: `device`, `traceback`, `time_noise`, the epochs and log tables;
 # 4: `reason` (why a trial was pruned) and `modelled_epoch_s`; 5: `latency_ms` and `violation` (constraints);
-# 6: the `transfer` stage (a deepncheap that does not know it refuses such a store instead of misreading it)
+# 6: the `transfer` and `warm` stages (a deepncheap that does not know them refuses such a store instead of
+# misreading it)
 SCHEMA_VERSION = 6
 STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
 RUN_STATES = ("running", "stopped", "interrupted", "failed", "finished")
-# `joint`: random/Sobol search over every hyperparameter; `transfer`: another run's configs (`dnc transfer`)
-STAGES = ("joint", "core", "advanced", "training", "transfer")
+# `joint`: random/Sobol search over every hyperparameter; `warm`: earlier runs' best configs a warm-started
+# search trains first (`--warm-start`); `transfer`: another run's configs (`dnc transfer`)
+WARM = "warm"
+STAGES = ("joint", WARM, "core", "advanced", "training", "transfer")
 # Measurement columns of a trial row, in trials.csv order.
 METRIC_COLUMNS = (
     "objective",

@@ -5,8 +5,8 @@ The source run is read from a copy of its store (`rundir.untouched_run`) and nev
 complete trials that violate no constraint (`store.ranked`), one per network (`models.network_key`: the
 training stage's variants of one architecture count once), are stored with the new run's settings together
 with where they came from, so resuming never needs the source again. The source's search settings carry
-over (network family, w_c, penalty, pruning, constraints, space, seed, epochs unless given); the data
-options are the new data's, and the baselines are measured on them, as in any search.
+over (network family, w_c, penalty, constraints, space, seed, epochs unless given; no pruning: every config
+trains); the data options are the new data's, and the baselines are measured on them, as in any search.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from deepncheap.space import is_int
 from deepncheap.store import Trial, ranked
 
 DEFAULT_TOP = 5
-# The source's settings that a transfer keeps (the space too); the data options and the machine's are its own.
+# The source's settings that a transfer keeps (the space too); the data options and the machine's are its own,
+# and it never prunes: every transferred config trains, whatever its cost, to be compared with its source.
 CARRIED = (
-    "network", "wc", "penalty", "prune", "seed", "augment", "latency_batch", "max_params", "max_flops",
+    "network", "wc", "penalty", "seed", "augment", "latency_batch", "max_params", "max_flops",
     "max_latency_ms", "max_epoch_time",
 )  # fmt: skip
 
@@ -73,7 +74,7 @@ def transfer(
             f"{source} has no complete trial to transfer; wait for its search to complete one, or continue it: "
             f"dnc resume {source}"
         )
-    carried = {"prune": "none"} | {name: stored[name] for name in CARRIED if name in stored}  # (old runs: none)
+    carried = {"prune": "none"} | {name: stored[name] for name in CARRIED if name in stored}
     settings = SearchSettings.from_options(
         **carried,
         space={k: v for k, v in stored["space"].items() if k != "network"},
@@ -85,14 +86,7 @@ def transfer(
     )
 
     def check_task(dataset: Dataset) -> None:
-        task = stored["data"]["task"]
-        if dataset.task != task:
-            really = "classes" if task == "classification" else "quantities"
-            hint = "" if settings.task else f", or give --task {task} if its targets are {really}"
-            raise DataError(
-                f"the run in {source} is a {task} search but {dataset.name} is {dataset.task} data; "
-                f"transfer it onto {task} data{hint}"
-            )
+        refuse_other_task(source, stored["data"]["task"], dataset, given_task=settings.task)
 
     return start_run(
         settings,
@@ -105,6 +99,17 @@ def transfer(
         report=report,
         default_out=lambda dataset: rundir.transfer_run_name(source, dataset.name),
         check_data=check_task,
+    )
+
+
+def refuse_other_task(source: Path, task: str, dataset: Dataset, *, given_task: str | None) -> None:
+    """DataError when `dataset` is not of the `task` of the run in `source` (`given_task`: the --task given)."""
+    if dataset.task == task:
+        return
+    really = "classes" if task == "classification" else "quantities"
+    hint = "" if given_task else f", or give --task {task} if its targets are {really}"
+    raise DataError(
+        f"the run in {source} is a {task} search but {dataset.name} is {dataset.task} data; use {task} data{hint}"
     )
 
 

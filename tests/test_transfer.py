@@ -31,8 +31,8 @@ from deepncheap.transfer import best_configs
 
 DNC = str(Path(sys.executable).parent / "dnc")
 SPACE = {"hidden_nodes": [4, 32], "num_hidden_layers": [1, 2]}
-# Settings that a transfer keeps (prune none: every transferred config trains, whatever its cost).
-SOURCE = dict(network="mlp", method="random", max_trials=6, epochs=2, penalty="params", wc=0.2, prune="none", seed=3)
+# Settings that a transfer keeps (not the pruning: every transferred config trains, whatever its cost).
+SOURCE = dict(network="mlp", method="random", max_trials=6, epochs=2, penalty="params", wc=0.2, prune="bound", seed=3)
 QUIET = dict(verbose=False, report=False)
 
 
@@ -87,8 +87,9 @@ def test_transfer_trains_the_best_distinct_configs_side_by_side_and_leaves_the_s
     settings = result.settings
     assert settings["method"] == "transfer" and settings["transfer_from"] == str(source.resolve())
     assert [c["source_trial_id"] for c in settings["transfer_configs"]] == [r["source_trial_id"] for r in rows]
-    for name in ("network", "penalty", "wc", "prune", "seed"):
+    for name in ("network", "penalty", "wc", "seed"):
         assert settings[name] == SOURCE[name], name
+    assert settings["prune"] == "none"  # (the source pruned: a transfer trains every config)
     with RunStore.open(source) as store:
         source_space = store.settings["space"]
     assert settings["epochs"] == 3 and settings["space"] == source_space

@@ -5,7 +5,7 @@ searched, so resuming only trains the configs not finished yet."""
 from __future__ import annotations
 
 from deepncheap.history import History
-from deepncheap.methods.base import MethodContext, Proposal, next_indices
+from deepncheap.methods.base import MethodContext, Proposal, ask_stored
 
 STAGE = "transfer"
 
@@ -14,15 +14,9 @@ def ask_transfer(context: MethodContext, history: History, free_slots: int) -> l
     """The next stored configs for the free slots; None once every one has finished."""
     settings = context.settings
     configs = settings.transfer_configs
-    indices = next_indices(history, STAGE, len(configs), free_slots)
-    if indices is None:
-        return None
-    proposals = [Proposal(configs[i]["config"], STAGE, i) for i in indices]
-    if proposals and proposals[0].index == 0:
-        trials = ", ".join(f"#{c['source_trial_id']}" for c in configs)
-        note = f"transfer: training {len(configs)} configs of {settings.transfer_from} (its trials {trials})"
-        proposals[0] = Proposal(proposals[0].config, STAGE, 0, (note,))
-    return proposals
+    trials = ", ".join(f"#{c['source_trial_id']}" for c in configs)
+    note = f"transfer: training {len(configs)} configs of {settings.transfer_from} (its trials {trials})"
+    return ask_stored(history, STAGE, [c["config"] for c in configs], free_slots, note)
 
 
 def planned_transfer_trials(context: MethodContext) -> int:

@@ -25,8 +25,9 @@ from deepncheap.train import LR_DROP_FACTOR, lr_milestones
 # Settings that are no `dnc search` option (the space is given as a file, the extension by `dnc resume`).
 # Given even at their default, so that the command means the same if a default changes.
 ALWAYS_GIVEN = ("network", "wc", "penalty", "method", "epochs", "seed", "task")
-NOT_OPTIONS = ("space", "extra_training_steps", "threads", "transfer_from", "transfer_configs")
-# (threads: what the executor ran with, not the option; transfer_*: `dnc transfer` makes them)
+NOT_OPTIONS = ("space", "extra_training_steps", "threads", "transfer_from", "transfer_configs", "warm_configs")
+# (threads: what the executor ran with, not the option; transfer_*: `dnc transfer` makes them; warm_configs:
+# --warm-start, below)
 
 
 def model_card(run: RunSnapshot) -> str:
@@ -242,6 +243,9 @@ def reproduce(run: RunSnapshot) -> list[str]:
     extension = int(settings.get("extra_training_steps") or 0)
     names = [f.name for f in fields(SearchSettings) if f.name not in NOT_OPTIONS]
     command += _options(settings, [n for n in names if not (n == "max_trials" and extension)])  # (extension below)
+    warm_runs = list(dict.fromkeys(c["source_run"] for c in settings.get("warm_configs") or []))
+    if warm_runs:
+        command += ["--warm-start", *warm_runs]
     overrides = space_overrides(settings)
     if overrides:
         command += ["--space", "space.yaml"]

@@ -26,6 +26,7 @@ SIZE = (7.0, 4.5)  # inches
 DPI = 110
 STAGE_STYLES = {  # colour and marker: points of different stages stay visible where they coincide
     "joint": ("#1f77b4", "o"),
+    "warm": ("#8c564b", "P"),
     "core": ("#1f77b4", "o"),
     "advanced": ("#ff7f0e", "s"),
     "training": ("#2ca02c", "^"),
@@ -102,7 +103,7 @@ def _score_label(run: RunSnapshot) -> str:
     return "validation accuracy (%)" if run.classification else "validation MSE (target units², log scale)"
 
 
-STAGE_LABELS = {"joint": "random/Sobol", "transfer": "transferred configs"}
+STAGE_LABELS = {"joint": "random/Sobol", "warm": "warm start", "transfer": "transferred configs"}
 
 
 def _stage_label(stage: str, count: int) -> str:
