@@ -212,7 +212,11 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     text = "\n".join(lines) + "\n"
     header = list(Run.__dataclass_fields__)
     write_results(
-        "constraints" if args.wc == 0 else f"constraints_wc{args.wc:g}", text, quick=args.quick, header=header, rows=[[getattr(r, h) for h in header] for r in runs]
+        "constraints" if args.wc == 0 else f"constraints_wc{args.wc:g}",
+        text,
+        quick=args.quick,
+        header=header,
+        rows=[[getattr(r, h) for h in header] for r in runs],
     )
     print(text, end="")
 

@@ -189,8 +189,10 @@ def report(runs: list[Run], settings: list[Setting], modes: list[str], args: arg
         text,
         quick=args.quick,
         header=["setting", "mode", "seed", "training_s", "best", "trials", "pruned_bound", "pruned_curve", "wall_s"],
-        rows=[[r.setting, r.mode, r.seed, r.training_s, r.best, r.trials, r.pruned_bound, r.pruned_curve, r.wall_s]
-              for r in runs],  # fmt: skip
+        rows=[
+            [r.setting, r.mode, r.seed, r.training_s, r.best, r.trials, r.pruned_bound, r.pruned_curve, r.wall_s]
+            for r in runs
+        ],  # fmt: skip
     )
     print(text, end="")
 

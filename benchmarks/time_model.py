@@ -46,8 +46,17 @@ def measured_trials(
 ) -> list[tuple[list[float], float]]:
     """(cost-model features, fastest timed epoch) of every complete trial of a random search."""
     result = deepncheap.search(
-        data=data, network=network, space=space, penalty="params", method="random", max_trials=trials,
-        epochs=4, seed=seed, threads=1, out=out, verbose=False,
+        data=data,
+        network=network,
+        space=space,
+        penalty="params",
+        method="random",
+        max_trials=trials,
+        epochs=4,
+        seed=seed,
+        threads=1,
+        out=out,
+        verbose=False,
     )
     dataset = load_dataset(data, network=network)
     rows = []
@@ -57,8 +66,11 @@ def measured_trials(
             times = [e.epoch_time_s for e in epochs if e.trial_id == trial.trial_id]
             model = build_model(trial.config, dataset.input_shape, dataset.num_outputs)
             features = timing.cost_features(
-                layers=count_layers(model), n_params=int(trial.n_params or 0), flops=int(trial.flops or 0),
-                batch_size=int(trial.config["batch_size"]), n_train=len(dataset.x_train),
+                layers=count_layers(model),
+                n_params=int(trial.n_params or 0),
+                flops=int(trial.flops or 0),
+                batch_size=int(trial.config["batch_size"]),
+                n_train=len(dataset.x_train),
             )
             rows.append((features, timing.epoch_time(times)[0]))
     return rows

@@ -45,8 +45,18 @@ TRAINING_KEYS = ("lr", "weight_decay", "batch_size")
 def search(data: str, seed: int, out: Path) -> tuple[dict, dict[tuple[str, int], Trial], dict]:
     """(best config, complete trials by (stage, index), baselines) of one search."""
     result = deepncheap.search(
-        data=data, network="mlp", penalty="time", wc=0.1, method="dnc", prior_points=5, bo_steps=5, epochs=10,
-        seed=seed, threads=1, out=out, verbose=False,
+        data=data,
+        network="mlp",
+        penalty="time",
+        wc=0.1,
+        method="dnc",
+        prior_points=5,
+        bo_steps=5,
+        epochs=10,
+        seed=seed,
+        threads=1,
+        out=out,
+        verbose=False,
     )
     with RunStore.open(result.run_dir) as store:
         trials = {(t.stage, t.stage_index): t for t in store.trials(status="complete")}
@@ -72,8 +82,9 @@ def reference_cnn_spread(repeats: int = 5) -> tuple[float, float]:
     config = SearchSpace.create("cnn", read_space_file(ROOT / "examples" / "demo_space.yaml")).time_reference_config()
     means, fastest = [], []
     for _ in range(repeats):
-        measured = run_trial(config, data, input_shape=dataset.input_shape, num_outputs=dataset.num_outputs,
-                             epochs=6, seed=0)
+        measured = run_trial(
+            config, data, input_shape=dataset.input_shape, num_outputs=dataset.num_outputs, epochs=6, seed=0
+        )
         timed = measured.training.epoch_times_s[1:]
         means.append(sum(timed) / len(timed))
         fastest.append(min(timed))
@@ -95,19 +106,41 @@ def main() -> None:
                 measures.add(baselines.get("time_measure", "measured"))  # (not stored before the cost model)
                 agree = architecture(best_a) == architecture(best_b)
                 same[data] += agree
-                pairs = [(trials_a[k], trials_b[k]) for k in trials_a.keys() & trials_b.keys()
-                         if trials_a[k].config == trials_b[k].config]
+                pairs = [
+                    (trials_a[k], trials_b[k])
+                    for k in trials_a.keys() & trials_b.keys()
+                    if trials_a[k].config == trials_b[k].config
+                ]
                 fc = max(relative_difference(a.f_c, b.f_c) for a, b in pairs)
                 measured = max(relative_difference(a.time_per_epoch_s, b.time_per_epoch_s) for a, b in pairs)
                 fc_diffs.append(fc)
                 time_diffs.append(measured)
-                rows.append([data, seed, agree, len(pairs), f"{fc:.4f}", f"{measured:.4f}",
-                             f"{baselines['time_per_epoch_s']:.4f}"])
-                print(f"{data} seed {seed}: same architecture {agree}, {len(pairs)} configs trained by both, "
-                      f"f_c differs by {fc:.1%} at most (measured time: {measured:.1%})", flush=True)
+                rows.append(
+                    [
+                        data,
+                        seed,
+                        agree,
+                        len(pairs),
+                        f"{fc:.4f}",
+                        f"{measured:.4f}",
+                        f"{baselines['time_per_epoch_s']:.4f}",
+                    ]
+                )
+                print(
+                    f"{data} seed {seed}: same architecture {agree}, {len(pairs)} configs trained by both, "
+                    f"f_c differs by {fc:.1%} at most (measured time: {measured:.1%})",
+                    flush=True,
+                )
     cnn_mean, cnn_fastest = reference_cnn_spread()
-    header = ["data", "seed", "same_architecture", "common_configs", "fc_rel_diff_max", "measured_rel_diff_max",
-              "reference_epoch_s"]
+    header = [
+        "data",
+        "seed",
+        "same_architecture",
+        "common_configs",
+        "fc_rel_diff_max",
+        "measured_rel_diff_max",
+        "reference_epoch_s",
+    ]
     lines = [
         "# Time penalty stability",
         "",

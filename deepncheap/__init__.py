@@ -8,6 +8,7 @@ from deepncheap.export import export_run
 from deepncheap.final import train_final
 from deepncheap.search import SearchResult, load_run, resume, search
 from deepncheap.space import SearchSpace
+from deepncheap.transfer import transfer
 
 __all__ = [
     "DNCClassifier",
@@ -25,6 +26,7 @@ __all__ = [
     "resume",
     "search",
     "train_final",
+    "transfer",
 ]
 __version__ = "0.1.0"
 _ESTIMATORS = ("DNCClassifier", "DNCRegressor")

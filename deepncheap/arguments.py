@@ -41,48 +41,25 @@ def _delimiter(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deepncheap.data import TASKS
     from deepncheap.export import FORMATS
     from deepncheap.objective import PENALTIES
     from deepncheap.pruning import DEFAULT_PRUNE, PRUNE_MODES
     from deepncheap.settings import AUGMENT, DEFAULT_EPOCHS, DEFAULT_MAX_TRIALS, METHODS
-    from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS, IMPUTE
+    from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
     from deepncheap.space import NETWORKS
+    from deepncheap.transfer import DEFAULT_TOP
+
+    data_help = (
+        f"built-in ({', '.join(BUILTIN_DATASETS)}), local image set ({', '.join(FILE_DATASETS)}) or a .npz/.csv file"
+    )
 
     parser = _Parser(prog="dnc", description="Deep-n-Cheap: search small, fast-to-train networks.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = commands.add_parser("search", help="run a search", description="Run a search and write a run directory.")
-    s.add_argument(
-        "--data",
-        default="digits",
-        help=f"built-in ({', '.join(BUILTIN_DATASETS)}), local image set ({', '.join(FILE_DATASETS)}) "
-        "or a .npz/.csv file (default: digits)",
-    )
+    s.add_argument("--data", default="digits", help=f"{data_help} (default: digits)")
     s.add_argument("--network", default="cnn", help=f"{' | '.join(NETWORKS)} (default: cnn)")
-    s.add_argument("--task", choices=TASKS, help="default: inferred from the targets")
-    s.add_argument("--target", help="label column of a .csv file")
-    s.add_argument("--drop", metavar="COLS", help="comma-separated columns of a .csv file to leave out (an id, a name)")
-    s.add_argument(
-        "--impute",
-        choices=IMPUTE,
-        help="missing feature values: fill with the training rows' mean or median, or drop their rows "
-        "(default: refuse them)",
-    )
-    s.add_argument(
-        "--delimiter", type=_delimiter, help="delimiter of a .csv file: one character, or tab (default: sniffed)"
-    )
-    s.add_argument(
-        "--data-dir", help="folder of the mnist/fashion_mnist/cifar10/cifar100 files (default: $DNC_DATA_DIR or ./data)"
-    )
-    s.add_argument("--val-split", type=float, default=0.2, help="validation fraction of the training data")
-    s.add_argument(
-        "--subset",
-        type=float,
-        metavar="F",
-        help="train on a stratified fraction F of the training rows: a cheap proxy search (validation stays whole)",
-    )
-    s.add_argument("--image-shape", type=_image_shape, help="C,H,W to reshape flat features for a CNN")
+    _data_options(s)
     s.add_argument("--wc", type=float, default=0.1, help="complexity weight w_c >= 0 (default: 0.1)")
     s.add_argument(
         "--penalty",
@@ -104,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="hard limit on the seconds per training epoch (predicted before training, checked while it trains)",
     )
     s.add_argument("--method", default="dnc", help=f"{' | '.join(METHODS)} (default: dnc, Deep-n-Cheap's three stages)")
+    s.add_argument(
+        "--warm-start",
+        nargs="+",
+        metavar="RUN",
+        help="start from the best config of each earlier run: trained first, then the core stage's first prior "
+        "points (--method dnc, the same --network)",
+    )
     _budget_options(
         s, f"cap on trainings over the whole search (default: stage budgets for dnc, {DEFAULT_MAX_TRIALS} otherwise)"
     )
@@ -150,8 +134,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local one)")
     s.add_argument("--out", help="run directory (default: runs/<data>-<network>-<timestamp>)")
-    s.add_argument("--overwrite", action="store_true", help="replace the run already in --out (its trials are lost)")
+    _overwrite_option(s)
     _output_options(s)
+
+    tr = commands.add_parser(
+        "transfer",
+        help="train a run's best configs on other data, side by side with the source",
+        description="Train the --top best configs of a finished (or stopped) run (its best complete trials, one "
+        "per network) on other data, as a run of its own (show, report, train, export and resume take it) with "
+        "the source's settings (network, w_c, penalty, pruning, constraints, space, seed, epochs) and the new "
+        "data's options; the baselines are measured on the new data. Prints each config's source objective next "
+        "to its result and writes OUT/transfer.json. The source run is never written.",
+    )
+    tr.add_argument("run", help="the source run directory")
+    tr.add_argument("--data", required=True, help=data_help)
+    _data_options(tr)
+    tr.add_argument(
+        "--top", type=int, default=DEFAULT_TOP, help=f"how many of the source's best configs (default: {DEFAULT_TOP})"
+    )
+    tr.add_argument("--epochs", type=int, help="epochs per trial (default: the source's)")
+    tr.add_argument("--out", help="run directory (default: <RUN>-transfer-<data> beside the source run)")
+    _overwrite_option(tr)
+    _time_budget_option(tr)
+    _output_options(tr)
 
     r = commands.add_parser(
         "resume",
@@ -239,8 +244,50 @@ def _weights(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    """The options that read and split the data (`run_data.DATA_OPTIONS`), besides --data."""
+    from deepncheap.data import TASKS
+    from deepncheap.sources import IMPUTE
+
+    parser.add_argument("--task", choices=TASKS, help="default: inferred from the targets")
+    parser.add_argument("--target", help="label column of a .csv file")
+    parser.add_argument(
+        "--drop", metavar="COLS", help="comma-separated columns of a .csv file to leave out (an id, a name)"
+    )
+    parser.add_argument(
+        "--impute",
+        choices=IMPUTE,
+        help="missing feature values: fill with the training rows' mean or median, or drop their rows "
+        "(default: refuse them)",
+    )
+    parser.add_argument(
+        "--delimiter", type=_delimiter, help="delimiter of a .csv file: one character, or tab (default: sniffed)"
+    )
+    parser.add_argument(
+        "--data-dir", help="folder of the mnist/fashion_mnist/cifar10/cifar100 files (default: $DNC_DATA_DIR or ./data)"
+    )
+    parser.add_argument("--val-split", type=float, default=0.2, help="validation fraction of the training data")
+    parser.add_argument(
+        "--subset",
+        type=float,
+        metavar="F",
+        help="train on a stratified fraction F of the training rows: a cheap proxy search (validation stays whole)",
+    )
+    parser.add_argument("--image-shape", type=_image_shape, help="C,H,W to reshape flat features for a CNN")
+
+
+def _overwrite_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (its trials are lost)"
+    )
+
+
 def _budget_options(parser: argparse.ArgumentParser, max_trials_help: str) -> None:
     parser.add_argument("--max-trials", type=int, help=max_trials_help)
+    _time_budget_option(parser)
+
+
+def _time_budget_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time-budget",
         help="stop after the trial in progress once this much time is spent: seconds, or e.g. 30m, 2h "

@@ -1,5 +1,5 @@
-"""The `dnc` command: `dnc search`, `dnc resume`, `dnc train`, `dnc show`, `dnc report`, `dnc export` and
-`dnc predict`.
+"""The `dnc` command: `dnc search`, `dnc resume`, `dnc transfer`, `dnc train`, `dnc show`, `dnc report`,
+`dnc export` and `dnc predict`.
 
 Exit status: 0 finished or stopped by a budget (resumable), 2 bad input (one line on stderr:
 `dnc: error: <what is wrong>; <how to fix it>`), 1 an unexpected internal error (traceback only with
@@ -40,15 +40,6 @@ def _run_search(args: argparse.Namespace) -> None:
         epochs=args.epochs,
         augment=args.augment,
         seed=args.seed,
-        task=args.task,
-        val_split=args.val_split,
-        subset=args.subset,
-        image_shape=args.image_shape,
-        target=args.target,
-        delimiter=args.delimiter,
-        drop=args.drop,
-        impute=args.impute,
-        data_dir=args.data_dir,
         space=read_space_file(args.space) if args.space else None,
         device=args.device,
         threads=args.threads,
@@ -62,6 +53,7 @@ def _run_search(args: argparse.Namespace) -> None:
         max_flops=args.max_flops,
         max_latency_ms=args.max_latency_ms,
         max_epoch_time=args.max_epoch_time,
+        warm_start=args.warm_start,
         executor=args.executor,
         workers=args.workers,
         cpus_per_trial=args.cpus_per_trial,
@@ -69,6 +61,30 @@ def _run_search(args: argparse.Namespace) -> None:
         ray_address=args.ray_address,
         out=args.out,
         overwrite=args.overwrite,
+        **_data_options(args),
+        **_run_options(args),
+    )
+    _print_result(args, result)
+
+
+def _data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The data options `dnc search` and `dnc transfer` share (`run_data.DATA_OPTIONS`)."""
+    from deepncheap.run_data import DATA_OPTIONS
+
+    return {name: getattr(args, name) for name in DATA_OPTIONS}
+
+
+def _run_transfer(args: argparse.Namespace) -> None:
+    from deepncheap.transfer import transfer
+
+    result = transfer(
+        args.run,
+        data=args.data,
+        top=args.top,
+        epochs=args.epochs,
+        out=args.out,
+        overwrite=args.overwrite,
+        **_data_options(args),
         **_run_options(args),
     )
     _print_result(args, result)
@@ -86,14 +102,20 @@ def _print_event(event: dict[str, Any]) -> None:
 
 
 def _print_result(args: argparse.Namespace, result: Any) -> None:
-    """The closing summary on stdout, which --json keeps for its events alone (the last: search_ended)."""
+    """The closing summary on stdout, which --json keeps for its events alone (the last: search_ended); a
+    transfer run's ends with its side-by-side table."""
+    from deepncheap.settings import TRANSFER
+    from deepncheap.show import format_transfer
+
     if not args.json:
         _print(format_result(result))
+        if result.settings["method"] == TRANSFER:
+            _print(format_transfer(result.run_dir))
 
 
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The options `dnc search` and `dnc resume` share: time budget, report, progress for people on stderr
-    unless --quiet, and with --json every event as a line of JSON on stdout."""
+    """The options `dnc search`, `dnc resume` and `dnc transfer` share: time budget, report, progress for
+    people on stderr unless --quiet, and with --json every event as a line of JSON on stdout."""
     return {
         "time_budget": args.time_budget,
         "report": not args.no_report,
@@ -164,13 +186,14 @@ def _run_report(args: argparse.Namespace) -> None:
 COMMANDS = {
     "search": _run_search,
     "resume": _run_resume,
+    "transfer": _run_transfer,
     "train": _run_train,
     "show": _run_show,
     "report": _run_report,
     "export": _run_export,
     "predict": _run_predict,
 }
-STOPPABLE = ("search", "resume", "train")
+STOPPABLE = ("search", "resume", "transfer", "train")
 
 
 def _print(text: str) -> None:

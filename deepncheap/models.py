@@ -179,12 +179,18 @@ def architecture_key(config: dict[str, Any], input_shape: Sequence[int]) -> tupl
     """What decides the network a config trains and how: configs with equal keys train the same model
     (e.g. dropout probabilities of a network with no dropout layer), so a grid trains one of them."""
     training = (float(config["lr"]), float(config["weight_decay"]), int(config["batch_size"]))
+    return (*network_key(config, input_shape), training)
+
+
+def network_key(config: dict[str, Any], input_shape: Sequence[int]) -> tuple[Any, ...]:
+    """What decides the network a config builds, whatever it trains with (`architecture_key` without the
+    training hyperparameters)."""
     if config["network"] == "cnn":
         layout = cnn_layout(config, input_shape)
         mode = config["downsampling"] if any(layout.downsample) else None
-        return ("cnn", layout, mode, training)
+        return ("cnn", layout, mode)
     nodes = tuple(int(n) for n in config["hidden_nodes"])
-    return ("mlp", nodes, float(config["drop_prob"]) if nodes else 0.0, training)
+    return ("mlp", nodes, float(config["drop_prob"]) if nodes else 0.0)
 
 
 def build_model(config: dict[str, Any], input_shape: Sequence[int], num_outputs: int) -> nn.Module:

@@ -361,7 +361,10 @@ def measure_baselines(
         return sizes
     time_per_epoch, modelled = epoch(reference, 0)
     timed_sizes = replace(
-        sizes, time_per_epoch_s=time_per_epoch, modelled_epoch_s=modelled, time_measure=timing.time_measure(time_per_epoch)
+        sizes,
+        time_per_epoch_s=time_per_epoch,
+        modelled_epoch_s=modelled,
+        time_measure=timing.time_measure(time_per_epoch),
     )
     if not smallest:
         return timed_sizes

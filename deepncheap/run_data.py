@@ -11,21 +11,13 @@ from deepncheap.errors import DataError
 from deepncheap.settings import SearchSettings
 from deepncheap.sources import BUILTIN_DATASETS, FILE_DATASETS
 
+# The settings that say how to read and split the data (besides the network family, which shapes them).
+DATA_OPTIONS = ("task", "val_split", "subset", "image_shape", "target", "delimiter", "drop", "impute", "data_dir")
+
 
 def data_options(settings: SearchSettings) -> dict[str, Any]:
     """The `load_dataset` keywords of a search's settings."""
-    return {
-        "network": settings.network,
-        "task": settings.task,
-        "val_split": settings.val_split,
-        "subset": settings.subset,
-        "image_shape": settings.image_shape,
-        "target": settings.target,
-        "delimiter": settings.delimiter,
-        "drop": settings.drop,
-        "impute": settings.impute,
-        "data_dir": settings.data_dir,
-    }
+    return {"network": settings.network} | {name: getattr(settings, name) for name in DATA_OPTIONS}
 
 
 def source_name(data: Any) -> str:

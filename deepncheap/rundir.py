@@ -20,7 +20,10 @@ from deepncheap.store import STORE_NAME, IncompleteStore, RunStore, StoreVersion
 
 LOCK_NAME = ".lock"
 # The files a search writes; `overwrite` removes these and nothing else the user may keep in the folder.
-RUN_FILES = (STORE_NAME, f"{STORE_NAME}-wal", f"{STORE_NAME}-shm", "best.json", "trials.csv", "best_model.safetensors")
+RUN_FILES = (
+    STORE_NAME, f"{STORE_NAME}-wal", f"{STORE_NAME}-shm", "best.json", "trials.csv", "best_model.safetensors",
+    "transfer.json",
+)  # fmt: skip
 # (patterns) the files made from a run, removed with it: the report's, the final model's and the exports
 DERIVED_FILES = ("report.html", "MODEL_CARD.md", "plots/*.png", "final/*", "export/*")
 
@@ -28,8 +31,16 @@ DERIVED_FILES = ("report.html", "MODEL_CARD.md", "plots/*.png", "final/*", "expo
 def default_run_name(data_name: str, network: str) -> Path:
     """runs/<data>-<network>-<timestamp>; the data name is reduced to safe characters so that it can never
     name a folder outside runs/."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", data_name).strip("._") or "data"
-    return Path("runs") / f"{safe}-{network}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return Path("runs") / f"{_safe(data_name)}-{network}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def transfer_run_name(source: Path, data_name: str) -> Path:
+    """<source>-transfer-<data>, beside the source run (the data name reduced to safe characters)."""
+    return source.parent / f"{source.name}-transfer-{_safe(data_name)}"
+
+
+def _safe(data_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", data_name).strip("._") or "data"
 
 
 def is_run(run_dir: Path) -> bool:
@@ -81,12 +92,32 @@ def existing_run(run_dir: str | Path) -> Iterator[Path]:
 
 def check_run(run_dir: Path) -> None:
     """OutputError when `run_dir` does not exist, holds no store, or one whose creation was cut short."""
+    with _store_errors(run_dir):
+        RunStore.open(run_dir).close()
+
+
+@contextmanager
+def untouched_run(run_dir: Path) -> Iterator[RunStore]:
+    """The store of a run no process drives, read from a copy (`RunStore.open_copy`), so that reading leaves
+    every file of the run as it was; OutputError as `check_run`, and when a process is driving the run."""
+    with _store_errors(run_dir):
+        pid = holder_pid(run_dir)
+        if pid is not None:
+            raise OutputError(f"{run_dir} is in use by dnc process {pid}; wait for it to end or stop it first")
+        with RunStore.open_copy(run_dir) as store:
+            yield store
+
+
+@contextmanager
+def _store_errors(run_dir: Path) -> Iterator[None]:
+    """Opening the store of `run_dir` inside: OutputError when the directory does not exist, holds no store,
+    one of a newer schema version, or one whose creation was cut short."""
     if not run_dir.exists():
         raise OutputError(f"{run_dir} does not exist; give the directory of a run made by dnc search")
     if not run_dir.is_dir():
         raise OutputError(f"{run_dir} is a file, not a run directory; give the directory of a run made by dnc search")
     try:
-        RunStore.open(run_dir).close()
+        yield
     except FileNotFoundError:
         raise OutputError(
             f"{run_dir} is not a run (it has no {STORE_NAME}); give a directory made by dnc search"

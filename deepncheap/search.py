@@ -1,7 +1,7 @@
-"""The public API and the life of a run: `search` starts one, `resume` continues one, and both drive it
-the same way: check the options, start the executor, load the data, open the run's store, measure the
-baselines, then let the runner drive the method (`methods/`) until it is done, a budget is reached or a
-stop is requested, and record how the run ended.
+"""The public API and the life of a run: `search` starts one (`start_run`, which `transfer` uses too),
+`resume` continues one, and both drive it the same way: check the options, start the executor, load the
+data, open the run's store, measure the baselines, then let the runner drive the method (`methods/`) until
+it is done, a budget is reached or a stop is requested, and record how the run ended.
 
 Nothing process-wide is left changed: torch's thread count and the global random generators are restored
 when a search returns, and each search has its own stop event (`stopping.py`), so two searches in one
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from deepncheap import artifacts, rundir
+from deepncheap import artifacts, rundir, side_by_side
 from deepncheap.artifacts import SearchResult, load_run
 from deepncheap.constraints import Constraints, EpochTimeLimit, check_achievable, latency_probe
 from deepncheap.data import Dataset, load_dataset
@@ -38,14 +38,14 @@ from deepncheap.report.noted import write_report_noted
 from deepncheap.run_data import data_options, reload_dataset, source_name
 from deepncheap.runner import BudgetReached, Runner
 from deepncheap.search_cost import SlotClock
-from deepncheap.settings import SearchSettings, parse_duration
+from deepncheap.settings import TRANSFER, SearchSettings, parse_duration
 from deepncheap.space import SearchSpace
 from deepncheap.stopping import active_stop_event
 from deepncheap.store import RunStore
 from deepncheap.train import process_state_kept, uses_augmentation
 from deepncheap.trial import resolve_device
 
-__all__ = ["SearchResult", "load_run", "resume", "search"]
+__all__ = ["SearchResult", "load_run", "resume", "search", "start_run"]
 
 log = logging.getLogger("deepncheap")
 SMALL_VALIDATION = 100  # fewer validation rows than this: the run warns that its accuracies are coarse
@@ -73,18 +73,56 @@ def search(
     once spent, after the trials in progress; a stopped search is continued by `resume`. `verbose` shows
     progress on stderr; `on_event` receives every event of the search as a JSON-safe dict (`progress.EVENTS`:
     search_started, stage_changed, trial_started, epoch, trial_ended, search_ended); with `report`, the run's
-    report is written at the end (`report.write_report`)."""
+    report is written at the end (`report.write_report`). `warm_start` (a run directory or several) starts
+    the search from those runs' best configs (`warm_start.py`)."""
+    warm_runs = options.pop("warm_start", None)
     settings = SearchSettings.from_options(**options)
+    check_data = None
+    if warm_runs is not None:
+        from deepncheap.warm_start import warm_started
+
+        settings, check_data = warm_started(settings, warm_runs)
+    return start_run(
+        settings,
+        data=data,
+        out=out,
+        overwrite=overwrite,
+        time_budget=time_budget,
+        verbose=verbose,
+        on_event=on_event,
+        report=report,
+        check_data=check_data,
+    )
+
+
+def start_run(
+    settings: SearchSettings,
+    *,
+    data: Any,
+    out: str | Path | None,
+    overwrite: bool,
+    time_budget: str | float | None,
+    verbose: bool,
+    on_event: EventSink | None,
+    report: bool,
+    default_out: Callable[[Dataset], Path] | None = None,
+    check_data: Callable[[Dataset], None] | None = None,
+) -> SearchResult:
+    """`search` with its settings made: load the data, check them (`check_data` raises a DNCError to refuse
+    them) and the constraints, then create the run directory (`out`, or `default_out` of the data, by
+    default `runs/<data>-<network>-<timestamp>`) and drive the run."""
     time_budget_s = parse_duration(time_budget)
     device = _check_device(settings.device)
     space = SearchSpace.create(settings.network, settings.space)
     with _process_state() as stop, opened(create_executor(settings, device, stop)) as executor:
         dataset = load_dataset(data, **data_options(settings))  # (the executor's workers start meanwhile)
+        if check_data is not None:
+            check_data(dataset)
         augmented = uses_augmentation(settings.augment, dataset.input_shape)
         space, bounded = space.bounded_by_training_set(len(dataset.y_train))
         latency = latency_probe(settings, device)
         check_achievable(Constraints.of(settings), space, dataset, latency)  # (before the run directory exists)
-        default = rundir.default_run_name(dataset.name, settings.network)
+        default = default_out(dataset) if default_out else rundir.default_run_name(dataset.name, settings.network)
         with rundir.new_run(out, default, overwrite=overwrite) as run_dir:
             if settings.threads:
                 torch.set_num_threads(settings.threads)
@@ -382,6 +420,8 @@ def _write_outputs(run: OpenRun, runner: Runner, *, retrain_weights: bool) -> No
     without `retrain_weights` best.json is then left for a later resume to write."""
     store, run_dir, best = run.store, run.run_dir, runner.best
     artifacts.write_trials_csv(store, run_dir)
+    if run.settings.method == TRANSFER:
+        side_by_side.write_transfer_json(store, run_dir)
     if best is None:
         return
     if artifacts.weights_trial_id(run_dir) != best.trial_id:

@@ -18,7 +18,8 @@ from deepncheap.space import NETWORKS, SAMPLING_METHODS, is_int, is_number
 # CPU-friendly default (the reference trains 100 epochs per trial on a GPU); see the README.
 DEFAULT_EPOCHS = 20
 DEFAULT_MAX_TRIALS = 30  # for random/Sobol searches; the Deep-n-Cheap method's budget is its stage sizes
-METHODS = ("dnc", *SAMPLING_METHODS)
+METHODS = ("dnc", *SAMPLING_METHODS)  # the methods `dnc search` runs
+TRANSFER = "transfer"  # the method of `dnc transfer`: another run's configs (`transfer_configs`), nothing searched
 EXECUTORS = ("serial", "processes", "ray")
 AUGMENT = ("auto", "on", "off")  # random crops and flips of training batches; auto: on for 3x32x32 images
 
@@ -42,7 +43,10 @@ class SearchSettings:
     (`none`, `bound`, `median`, `asha`) stops trials that cannot win or trail their stage (`pruning.py`).
     `latency_batch` is the batch of the latency measure (`--penalty latency`, `max_latency_ms`); `max_params`,
     `max_flops` (per sample), `max_latency_ms` and `max_epoch_time` (seconds) are hard constraints
-    (`constraints.py`).
+    (`constraints.py`). A run of `dnc transfer` (method `transfer`) holds the run it came from (`transfer_from`)
+    and the configs it trains (`transfer_configs`: `{"source_trial_id", "source_objective", "config"}` each);
+    a warm-started search the earlier runs' best configs it starts from (`warm_configs`, `warm_start.py`:
+    `{"source_run", "source_trial_id", "source_objective", "config"}` each).
     """
 
     network: str = "cnn"
@@ -81,6 +85,9 @@ class SearchSettings:
     max_latency_ms: float | None = None
     max_epoch_time: float | None = None
     extra_training_steps: int = 0  # BO steps added to `dnc`'s training stage when a finished search is extended
+    transfer_from: str | None = None
+    transfer_configs: tuple[dict[str, Any], ...] = ()
+    warm_configs: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_options(cls, **options: Any) -> SearchSettings:
@@ -94,8 +101,9 @@ class SearchSettings:
             given["augment"] = "on" if given["augment"] else "off"
         if isinstance(given.get("drop"), str):  # "id,name" as on the command line
             given["drop"] = [name.strip() for name in given["drop"].split(",")]
-        if isinstance(given.get("drop"), (list, tuple)):
-            given["drop"] = tuple(given["drop"])
+        for name in ("drop", "transfer_configs", "warm_configs"):
+            if isinstance(given.get(name), (list, tuple)):
+                given[name] = tuple(given[name])
         for name in ("max_params", "max_flops"):  # (2e6 is a count too)
             value = given.get(name)
             if isinstance(value, float) and math.isfinite(value) and value == int(value):
@@ -114,8 +122,19 @@ class SearchSettings:
             raise SettingsError(f"w_c must be a number >= 0, got {self.wc!r}; e.g. --wc 0.1 (0 = accuracy only)")
         if self.penalty not in PENALTIES:
             raise SettingsError(f"unknown penalty '{self.penalty}'; use one of: {', '.join(PENALTIES)}")
-        if self.method not in METHODS:
+        if self.method not in (*METHODS, TRANSFER):
             raise SettingsError(f"unknown method '{self.method}'; use one of: {', '.join(METHODS)}")
+        if (self.method == TRANSFER) != bool(self.transfer_configs):
+            raise SettingsError(
+                "the transfer method trains the configs of another run; use dnc transfer RUN --data OTHER "
+                "(deepncheap.transfer)"
+            )
+        if not all(isinstance(c, dict) and isinstance(c.get("config"), dict) for c in self.transfer_configs):
+            raise SettingsError("transfer_configs must be dicts holding a 'config'; use dnc transfer RUN --data OTHER")
+        if self.warm_configs and self.method != "dnc":
+            raise SettingsError("--warm-start starts Deep-n-Cheap's stages from earlier configs; use --method dnc")
+        if not all(isinstance(c, dict) and isinstance(c.get("config"), dict) for c in self.warm_configs):
+            raise SettingsError("warm_configs must be dicts holding a 'config'; use --warm-start RUN")
         if self.bo_mode not in BO_MODES:
             raise SettingsError(f"unknown BO mode '{self.bo_mode}'; use one of: {', '.join(BO_MODES)}")
         if self.prune not in PRUNE_MODES:
@@ -185,8 +204,9 @@ class SearchSettings:
 
     @property
     def trial_budget(self) -> int | None:
-        """The cap on trainings: `max_trials`, or 30 for random/Sobol searches when not given."""
-        if self.max_trials is None and self.method != "dnc":
+        """The cap on trainings: `max_trials`, or 30 for random/Sobol searches when not given (`dnc` and
+        `transfer` have budgets of their own)."""
+        if self.max_trials is None and self.method in SAMPLING_METHODS:
             return DEFAULT_MAX_TRIALS
         return self.max_trials
 
@@ -206,6 +226,8 @@ class SearchSettings:
         values = asdict(self)
         values["image_shape"] = list(self.image_shape) if self.image_shape else None
         values["drop"] = list(self.drop)
+        values["transfer_configs"] = list(self.transfer_configs)
+        values["warm_configs"] = list(self.warm_configs)
         values["data_dir"] = str(Path(self.data_dir).expanduser().resolve()) if self.data_dir else None
         return values
 

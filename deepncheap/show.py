@@ -1,9 +1,12 @@
 """`dnc show`: a run for people, from the store only (also while the search runs): the settings line, the
 state, the trials table, the epochs of the running trials, the run's log, and the best trial per stage;
-with `--wc`, the trial each weight would choose and the Pareto front (the rows the report shows too)."""
+with `--wc`, the trial each weight would choose and the Pareto front (the rows the report shows too). A
+transfer run names its source, and each trial's source trial and objective; `format_transfer` is the
+side-by-side table `dnc transfer` prints."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 import shutil
@@ -20,6 +23,7 @@ from deepncheap.objective import Baselines, performance_floor
 from deepncheap.progress import human_count
 from deepncheap.pruning import BOUND_REASON
 from deepncheap.rundir import check_run, holder_pid
+from deepncheap.side_by_side import source_labels, transfer_rows
 from deepncheap.store import STAGES, RunStore, Trial, best_of
 from deepncheap.tradeoff import Winner, pareto_front, winners
 
@@ -90,30 +94,36 @@ CONFIG_MIN_WIDTH = 24
 COLUMN_GAP = 2
 
 
-def trials_table(trials: list[Trial], *, title: str = "trials", width: int = 100, penalty: str = "time") -> Table:
+def trials_table(
+    trials: list[Trial],
+    *,
+    title: str = "trials",
+    width: int = 100,
+    penalty: str = "time",
+    sources: dict[int, str] | None = None,
+) -> Table:
     """The trials, one row each, in `width` columns: at narrow widths the columns that matter least go first
-    (noise, FLOPs, wall time, the cross-entropy of a classification), and the config wraps."""
-
-    def fmt(value: float | None, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
+    (noise, FLOPs, wall time, the cross-entropy of a classification), and the config wraps. `sources`: the
+    source trial and objective of each trial of a transfer run (`side_by_side.source_labels`)."""
 
     rows = [
         {
             "id": str(t.trial_id),
             "stage": t.stage,
             "status": t.status,
-            "objective": fmt(t.objective, "+.4f"),
-            "val acc": fmt(t.val_accuracy, ".4f"),
-            "val loss": fmt(t.val_loss, ".4g"),
+            "objective": _fmt(t.objective, "+.4f"),
+            "val acc": _fmt(t.val_accuracy, ".4f"),
+            "val loss": _fmt(t.val_loss, ".4g"),
             "params": human_count(t.n_params),
             "FLOPs": human_count(t.flops),
-            "s/epoch": fmt(t.time_per_epoch_s, ".3f"),
-            "noise": fmt(t.time_noise, ".0%"),
-            "wall s": fmt(t.wall_s, ".1f"),
+            "s/epoch": _fmt(t.time_per_epoch_s, ".3f"),
+            "noise": _fmt(t.time_noise, ".0%"),
+            "wall s": _fmt(t.wall_s, ".1f"),
+            "source": (sources or {}).get(t.trial_id, "-"),
         }
         for t in trials
     ]
-    priority = dict(COLUMN_PRIORITY)
+    priority = dict(COLUMN_PRIORITY) | ({"source": 7} if sources else {})
     priority["params" if penalty == "params" else "s/epoch"] = 6  # the cost the search weighs
     if any(t.val_accuracy is not None for t in trials):
         priority["val loss"] = 3  # (the cross-entropy, next to the accuracy)
@@ -136,6 +146,10 @@ def trials_table(trials: list[Trial], *, title: str = "trials", width: int = 100
     for t, row in zip(trials, rows, strict=True):
         table.add_row(*(row[name] for name in shown), wrap_config(summarize_config(t.config), config_width_))
     return table
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 BREAKS = "-./:,_"  # where a word too long for its line may break (a list of channels, a dotted name)
@@ -181,6 +195,12 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
         f"seed={settings['seed']} prune={settings.get('prune', 'none')}"
     )
     console.print("trials: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "none yet"))
+    if settings.get("transfer_from"):
+        console.print(
+            f"transferred from {settings['transfer_from']}: its {len(settings['transfer_configs'])} best configs "
+            "(distinct networks); the source column gives each one's trial and objective there",
+            soft_wrap=True,
+        )
     constraints = Constraints.of(settings)
     if constraints:
         violators = [t.trial_id for t in trials if t.violation is not None and t.epochs]
@@ -192,7 +212,8 @@ def show_run(run_dir: str | Path, console: Console | None = None, *, debug: bool
     console.print(f"state: {describe_state(state, holder_pid(Path(run_dir)), run_dir)}", soft_wrap=True)
     if settings["penalty"] == "time" and baselines and baselines.get("time_per_epoch_s") is not None:
         console.print(describe_time_measure(Baselines.from_dict(baselines), trials))
-    console.print(trials_table(trials, width=console.width, penalty=settings["penalty"]))
+    sources = source_labels(settings, trials)
+    console.print(trials_table(trials, width=console.width, penalty=settings["penalty"], sources=sources))
     errors: dict[str, list[int]] = {}
     for t in trials:
         if t.status == "failed":
@@ -291,6 +312,7 @@ def score_text(trial: Trial) -> str:
 
 TRADEOFF_HEADERS = ("w_c", "winning trial", "stage", "f_p", "f_c", "val score", "params", "objective at w_c")
 PARETO_HEADERS = ("trial", "stage", "f_p", "f_c", "val score", "params", "FLOPs", "s/epoch", "objective")
+TRANSFER_HEADERS = ("source trial", "source objective", "trial", "status", "objective", "params", "s/epoch", "config")
 
 
 def tradeoff_rows(winners: list[Winner]) -> list[tuple[str, ...]]:
@@ -329,10 +351,42 @@ def show_tradeoff(run_dir: str | Path, weights: list[float], console: Console | 
                          pareto_rows(front)))  # fmt: skip
 
 
-def _table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+def transfer_table(settings: dict[str, Any], trials: list[Trial]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The headers and rows of a transfer run's side-by-side table (`side_by_side.transfer_rows`): each config's
+    source trial and objective next to its trial on the run's data."""
+    classification = settings["data"]["task"] == "classification"
+    score, spec = ("val_accuracy", ".4f") if classification else ("val_loss", ".4g")
+    rows: list[tuple[str, ...]] = [
+        (f"#{r['source_trial_id']}", f"{r['source_objective']:+.4f}",
+         "-" if r["trial_id"] is None else f"#{r['trial_id']}", r["status"], _fmt(r["objective"], "+.4f"),
+         _fmt(r[score], spec), human_count(r["n_params"]), _fmt(r["time_per_epoch_s"], ".3f"),
+         summarize_config(r["config"]))
+        for r in transfer_rows(settings, trials)
+    ]  # fmt: skip
+    return (*TRANSFER_HEADERS[:5], "val acc" if classification else "val loss", *TRANSFER_HEADERS[5:]), rows
+
+
+def format_transfer(run_dir: str | Path) -> str:
+    """The side-by-side table of a transfer run (`transfer_table`), as text as wide as the terminal (240
+    columns when piped)."""
+    with open_run(run_dir) as store:
+        settings, trials = store.settings, store.trials()
+    headers, rows = transfer_table(settings, trials)
+    title = f"transferred from {settings['transfer_from']} to {settings['data']['name']}"
+    buffer = io.StringIO()
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 240
+    Console(file=buffer, highlight=False, markup=False, width=width).print(
+        _table(title, headers, rows, text=("status", "config"))
+    )
+    return buffer.getvalue().rstrip("\n")
+
+
+def _table(
+    title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]], text: tuple[str, ...] = ("stage",)
+) -> Table:
     table = Table(title=title, title_justify="left")
     for name in headers:
-        table.add_column(name, justify="left" if name == "stage" else "right")
+        table.add_column(name, justify="left" if name in text else "right")
     for row in rows:
         table.add_row(*row)
     return table

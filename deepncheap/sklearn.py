@@ -122,9 +122,7 @@ class _DNCEstimator(BaseEstimator):
                 raise SettingsError(
                     f"time_budget={self.time_budget!r} ran out before any trial completed; give a longer time_budget"
                 ) from None
-            self.result_ = train_final(
-                run_dir, epochs=self.final_epochs, data=data, verbose=self.verbose, report=kept
-            )
+            self.result_ = train_final(run_dir, epochs=self.final_epochs, data=data, verbose=self.verbose, report=kept)
             with RunStore.open(run_dir) as store:
                 self.trials_ = _table([dataclasses.asdict(trial) for trial in store.trials()])
         self.run_dir_ = run_dir if kept else None

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,11 +26,16 @@ from typing import Any
 
 STORE_NAME = "store.sqlite"
 # 2: trials record `concurrent` and `threads`; 3: `device`, `traceback`, `time_noise`, the epochs and log tables;
-# 4: `reason` (why a trial was pruned) and `modelled_epoch_s`; 5: `latency_ms` and `violation` (constraints)
-SCHEMA_VERSION = 5
+# 4: `reason` (why a trial was pruned) and `modelled_epoch_s`; 5: `latency_ms` and `violation` (constraints);
+# 6: the `transfer` and `warm` stages (a deepncheap that does not know them refuses such a store instead of
+# misreading it)
+SCHEMA_VERSION = 6
 STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
 RUN_STATES = ("running", "stopped", "interrupted", "failed", "finished")
-STAGES = ("joint", "core", "advanced", "training")  # `joint`: random/Sobol search over every hyperparameter
+# `joint`: random/Sobol search over every hyperparameter; `warm`: earlier runs' best configs a warm-started
+# search trains first (`--warm-start`); `transfer`: another run's configs (`dnc transfer`)
+WARM = "warm"
+STAGES = ("joint", WARM, "core", "advanced", "training", "transfer")
 # Measurement columns of a trial row, in trials.csv order.
 METRIC_COLUMNS = (
     "objective",
@@ -148,8 +155,13 @@ def best_of(trials: list[Trial]) -> Trial | None:
     """The best trial: the complete one with the lowest objective that violates no constraint, the first in
     search order on ties (`search_order`) (the one rule for best.json, the saved weights, `dnc show` and
     every stage's incumbent)."""
+    return next(iter(ranked(trials)), None)
+
+
+def ranked(trials: list[Trial]) -> list[Trial]:
+    """The complete trials that violate no constraint, best first (`best_of`'s order)."""
     complete = [t for t in trials if t.status == "complete" and t.objective is not None and t.violation is None]
-    return min(complete, key=lambda t: (t.objective, *search_order(t))) if complete else None
+    return sorted(complete, key=lambda t: (t.objective, *search_order(t)))
 
 
 def search_order(trial: Trial) -> tuple[int, int, int]:
@@ -217,6 +229,23 @@ class RunStore:
         if version < SCHEMA_VERSION and not readonly:
             store._migrate(version)
         return store
+
+    @classmethod
+    @contextmanager
+    def open_copy(cls, run_dir: Path) -> Iterator[RunStore]:
+        """The store of `run_dir`, read-only, from a copy of its database and write-ahead log in a temporary
+        directory: SQLite never opens the run's own files (a read-only open still touches their shared-memory
+        index), so reading leaves the run exactly as it was. For a run no process is writing to (a copy
+        taken during a write could be torn); errors as `open`."""
+        path = Path(run_dir) / STORE_NAME
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        with tempfile.TemporaryDirectory(prefix="dnc-store-") as scratch:
+            for name in (STORE_NAME, f"{STORE_NAME}-wal"):
+                if (path.parent / name).is_file():
+                    shutil.copyfile(path.parent / name, Path(scratch) / name)
+            with cls.open(Path(scratch)) as store:
+                yield store
 
     def _migrate(self, version: int) -> None:
         """Bring a store of an older schema version to this one, in one transaction."""

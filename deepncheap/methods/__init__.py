@@ -5,7 +5,7 @@ settings, the seed and the run's history (running trials are pending), so a resu
 many workers, is "read the store, ask again".
 
 `dnc` is Deep-n-Cheap's three stages (`methods/dnc.py`); `random` and `sobol` sample the joint space of
-every hyperparameter (`methods/sampling.py`).
+every hyperparameter (`methods/sampling.py`); `transfer` trains another run's configs (`methods/transfer.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from deepncheap.history import History
 from deepncheap.methods.base import MethodContext, Proposal
 from deepncheap.methods.dnc import ask_dnc, planned_dnc_trials
 from deepncheap.methods.sampling import ask_sampling
+from deepncheap.methods.transfer import ask_transfer, planned_transfer_trials
 
 Method = Callable[[MethodContext, History, int], "list[Proposal] | None"]
 
@@ -23,8 +24,8 @@ __all__ = ["Method", "MethodContext", "Proposal", "method_for", "planned_trials"
 
 
 def method_for(name: str) -> Method:
-    """The `ask` function of method `name` (`settings.METHODS`)."""
-    return ask_dnc if name == "dnc" else ask_sampling
+    """The `ask` function of method `name` (`settings.METHODS`, or `transfer`)."""
+    return {"dnc": ask_dnc, "transfer": ask_transfer}.get(name, ask_sampling)
 
 
 def planned_trials(context: MethodContext) -> int:
@@ -32,5 +33,7 @@ def planned_trials(context: MethodContext) -> int:
     settings = context.settings
     if settings.method == "dnc":
         return planned_dnc_trials(context)
+    if settings.method == "transfer":
+        return planned_transfer_trials(context)
     assert settings.trial_budget is not None
     return settings.trial_budget

@@ -119,3 +119,26 @@ class Proposal:
     stage: str
     index: int
     notes: tuple[str, ...] = ()
+
+
+def ask_stored(
+    history: History, stage: str, configs: list[dict[str, Any]], free_slots: int, note: str
+) -> list[Proposal] | None:
+    """A stage that trains stored configs as they are (trial i is config i; `note` goes with the first): the
+    next ones for the free slots, an empty list while its last ones run, None once every one has finished."""
+    indices = next_indices(history, stage, len(configs), free_slots)
+    if indices is None:
+        return None
+    proposals = [Proposal(configs[i], stage, i) for i in indices]
+    if proposals and proposals[0].index == 0:
+        proposals[0] = Proposal(proposals[0].config, stage, 0, (note,))
+    return proposals
+
+
+def next_indices(history: History, stage: str, total: int, free_slots: int) -> range | None:
+    """The indices of the next trials of a stage of `total` trials, for up to `free_slots` free slots: an
+    empty range while its last trials run, None once all have finished."""
+    started = len(history.stage(stage))
+    if started >= total:
+        return range(0) if history.pending(stage) else None
+    return range(started, started + max(0, min(free_slots, total - started)))

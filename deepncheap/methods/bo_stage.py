@@ -3,7 +3,8 @@ candidate of highest expected improvement given the stage's finished trials (a f
 stage's worst objective) and its pending ones (kriging believer, `bo.propose`).
 
 Trial i < prior_points of a stage is the i-th of the stage seed's Sobol points that meet the constraints
-(`MethodContext.sample`); they start cheapest first when pruning is on (`MethodContext.rank`), each
+(`MethodContext.sample`; in a warm-started search, the core stage's first ones are the warm configs'
+architectures); they start cheapest first when pruning is on (`MethodContext.rank`), each
 keeping its index, and so its training seed. Trial i beyond is the choice of BO step i - prior_points,
 among candidates drawn with that step's seed, by expected improvement weighted by the probability of
 meeting the constraints. A BO step needs at least one complete or pruned trial; with one worker it sees
@@ -66,11 +67,18 @@ def ask_bo_stage(
 def prior_points(
     context: MethodContext, stage: str, base: dict[str, Any] | None, history: History
 ) -> list[dict[str, Any]]:
-    """The stage's prior points (the epoch-time limit predicted from the trials of the stages before)."""
-    settings = context.settings
+    """The stage's prior points (the epoch-time limit predicted from the trials of the stages before); in the
+    core stage of a warm-started search, the warm configs' architectures first (those that comply), then as
+    many Sobol points as remain."""
+    settings, n = context.settings, context.settings.prior_points
     seed = derive_seed(settings.seed, stage, "prior")
     before = [t for t in history.trials if t.stage != stage]
-    return context.sample(settings.prior_points, method="sobol", seed=seed, stage=stage, base=base, measured=before)
+    warm = [context.space.core_config(c["config"], base) for c in settings.warm_configs] if stage == "core" else []
+    starts = context.complying(warm, before)[:n]
+    if len(starts) == n:
+        return starts
+    sobol = context.sample(n - len(starts), method="sobol", seed=seed, stage=stage, base=base, measured=before)
+    return [*starts, *sobol]
 
 
 def _propose(

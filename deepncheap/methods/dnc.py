@@ -1,5 +1,7 @@
 """Deep-n-Cheap: core architecture (BO) -> advanced architecture (grid sub-stages) -> training
-hyperparameters (BO), each stage starting from the best config of the one before.
+hyperparameters (BO), each stage starting from the best config of the one before. A warm-started search
+(`warm_start.py`) first trains the earlier runs' best configs (stage `warm`); the core stage's first prior
+points are their architectures, and the advanced stage starts from the best of the core and warm trials.
 
 In the default mode the architecture stages train with lr 1e-2 and batch 64
 (`SearchSpace.architecture_stage_training`); in the reference mode with the reference's defaults (lr 1e-3,
@@ -12,23 +14,29 @@ from __future__ import annotations
 from typing import Any
 
 from deepncheap.history import History
-from deepncheap.methods.base import MethodContext, Proposal
+from deepncheap.methods.base import MethodContext, Proposal, ask_stored
 from deepncheap.methods.bo_stage import ask_bo_stage
 from deepncheap.models import architecture_key
 from deepncheap.space import GRID_SUB_STAGES
-from deepncheap.store import Trial, best_of
+from deepncheap.store import WARM, Trial, best_of
 
 
 def ask_dnc(context: MethodContext, history: History, free_slots: int) -> list[Proposal] | None:
     """The next trials of the first stage not finished, or None when the training stage has finished."""
     settings, space = context.settings, context.space
+    if settings.warm_configs:
+        runs = ", ".join(dict.fromkeys(c["source_run"] for c in settings.warm_configs))
+        note = f"warm start: training the best configs of {runs} first"
+        warm = ask_stored(history, WARM, [c["config"] for c in settings.warm_configs], free_slots, note)
+        if warm is not None:
+            return warm
     core_base = None if settings.bo_mode == "reference" else space.architecture_stage_training()
     core = ask_bo_stage(context, history, free_slots, stage="core", base=core_base, steps=settings.bo_steps)
     if core is not None:
         return core
     core_best = history.best("core")
     assert core_best is not None  # (ask_bo_stage raises when a stage ends without a complete trial)
-    advanced = ask_grids(context, history, free_slots, core_best)
+    advanced = ask_grids(context, history, free_slots, best_of([core_best, *history.stage(WARM)]) or core_best)
     if isinstance(advanced, list):
         return advanced
     steps = settings.bo_steps + settings.extra_training_steps
@@ -75,4 +83,5 @@ def planned_dnc_trials(context: MethodContext) -> int:
     anything: dict[str, Any] = space.largest_config()
     grids = sum(len(space.grid(sub_stage, anything)) - 1 for sub_stage in GRID_SUB_STAGES[space.network])
     total = 2 * (settings.prior_points + settings.bo_steps) + settings.extra_training_steps + grids
+    total += len(settings.warm_configs)
     return min(total, settings.max_trials) if settings.max_trials else total

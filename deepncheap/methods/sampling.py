@@ -5,7 +5,7 @@ sequence's first points do not depend on its length, so raising `--max-trials` e
 from __future__ import annotations
 
 from deepncheap.history import History
-from deepncheap.methods.base import MethodContext, Proposal
+from deepncheap.methods.base import MethodContext, Proposal, next_indices
 
 STAGE = "joint"
 
@@ -15,11 +15,8 @@ def ask_sampling(context: MethodContext, history: History, free_slots: int) -> l
     settings = context.settings
     budget = settings.trial_budget
     assert budget is not None
-    started = len(history.stage(STAGE))
-    if started >= budget:
-        return [] if history.pending(STAGE) else None
-    count = min(free_slots, budget - started)
-    if count <= 0:
-        return []
-    configs = context.sample(started + count, method=settings.method, seed=settings.seed, stage=STAGE)
-    return [Proposal(configs[index], STAGE, index) for index in range(started, started + count)]
+    indices = next_indices(history, STAGE, budget, free_slots)
+    if not indices:
+        return None if indices is None else []
+    configs = context.sample(indices.stop, method=settings.method, seed=settings.seed, stage=STAGE)
+    return [Proposal(configs[index], STAGE, index) for index in indices]

@@ -16,7 +16,8 @@ from deepncheap.constraints import Constraints
 from deepncheap.models import cnn_layout
 from deepncheap.progress import human_count
 from deepncheap.report.snapshot import RunSnapshot
-from deepncheap.settings import SearchSettings
+from deepncheap.run_data import DATA_OPTIONS
+from deepncheap.settings import TRANSFER, SearchSettings
 from deepncheap.space import SearchSpace
 from deepncheap.store import Trial
 from deepncheap.train import LR_DROP_FACTOR, lr_milestones
@@ -24,7 +25,9 @@ from deepncheap.train import LR_DROP_FACTOR, lr_milestones
 # Settings that are no `dnc search` option (the space is given as a file, the extension by `dnc resume`).
 # Given even at their default, so that the command means the same if a default changes.
 ALWAYS_GIVEN = ("network", "wc", "penalty", "method", "epochs", "seed", "task")
-NOT_OPTIONS = ("space", "extra_training_steps", "threads")  # (threads: what the executor ran with, not the option)
+NOT_OPTIONS = ("space", "extra_training_steps", "threads", "transfer_from", "transfer_configs", "warm_configs")
+# (threads: what the executor ran with, not the option; transfer_*: `dnc transfer` makes them; warm_configs:
+# --warm-start, below)
 
 
 def model_card(run: RunSnapshot) -> str:
@@ -218,24 +221,31 @@ def describe_cost(run: RunSnapshot) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
     return (
         f"{len(run.trials)} trials ({counts}) of up to {run.settings['epochs']} epochs each, method "
-        f"{run.settings['method']}, pruning {run.settings.get('prune', 'none')}: "
+        f"{describe_method(run.settings)}, pruning {run.settings.get('prune', 'none')}: "
         f"{search_cost.describe(run.search_cost)}."
     )
 
 
+def describe_method(settings: dict[str, Any]) -> str:
+    """The method, and for a transfer run where its configs came from."""
+    if settings["method"] != TRANSFER:
+        return str(settings["method"])
+    return f"transfer of {len(settings['transfer_configs'])} configs from {settings['transfer_from']}"
+
+
 def reproduce(run: RunSnapshot) -> list[str]:
-    """The `dnc search` command that runs this search again (from the stored settings), and its space file."""
+    """The `dnc search` command that runs this search again (from the stored settings), and its space file;
+    for a transfer run, the `dnc transfer` command."""
     settings = run.settings
+    if settings["method"] == TRANSFER:
+        return _reproduce_transfer(run)
     command = ["dnc", "search", "--data", str(settings.get("data_source", run.data["name"]))]
-    defaults = {f.name: f.default for f in fields(SearchSettings)}
     extension = int(settings.get("extra_training_steps") or 0)
-    for name, default in defaults.items():
-        value = settings.get(name)
-        if name in NOT_OPTIONS or value is None or (value == default and name not in ALWAYS_GIVEN):
-            continue
-        if name == "max_trials" and extension:
-            continue  # (the extension below reaches it)
-        command += [f"--{name.replace('_', '-')}", ",".join(map(str, value)) if name == "image_shape" else str(value)]
+    names = [f.name for f in fields(SearchSettings) if f.name not in NOT_OPTIONS]
+    command += _options(settings, [n for n in names if not (n == "max_trials" and extension)])  # (extension below)
+    warm_runs = list(dict.fromkeys(c["source_run"] for c in settings.get("warm_configs") or []))
+    if warm_runs:
+        command += ["--warm-start", *warm_runs]
     overrides = space_overrides(settings)
     if overrides:
         command += ["--space", "space.yaml"]
@@ -264,6 +274,36 @@ def reproduce(run: RunSnapshot) -> list[str]:
         "measured time per epoch, timing noise can change which trials win.",
     ]
     return lines
+
+
+def _reproduce_transfer(run: RunSnapshot) -> list[str]:
+    """The `dnc transfer` command that trains the source's configs on these data again (the source's best may
+    have changed since, if its search went on)."""
+    settings = run.settings
+    command = ["dnc", "transfer", settings["transfer_from"], "--data", str(settings.get("data_source"))]
+    command += ["--top", str(len(settings["transfer_configs"]))]
+    command += _options(settings, ["epochs", *DATA_OPTIONS])
+    lines = ["```", shlex.join([*command, "--out", f"{run.run_dir}-again"]), "```"]
+    if settings.get("data_source") == "arrays":
+        lines += [
+            "",
+            "The transfer ran on in-memory arrays: give the same arrays, `deepncheap.transfer(RUN, data=(X, y))`.",
+        ]
+    return lines
+
+
+def _options(settings: dict[str, Any], names: list[str]) -> list[str]:
+    """The command-line options that give the stored settings `names` (those at their default left out,
+    but for ALWAYS_GIVEN; lists, stored for tuples, comma-separated)."""
+    defaults = {f.name: f.default for f in fields(SearchSettings)}
+    options = []
+    for name in names:
+        value, default = settings.get(name), defaults[name]
+        at_default = value == (list(default) if isinstance(default, tuple) else default)
+        if value is None or (at_default and name not in ALWAYS_GIVEN):
+            continue
+        options += [f"--{name.replace('_', '-')}", ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return options
 
 
 def space_overrides(settings: dict[str, Any]) -> dict[str, Any]:

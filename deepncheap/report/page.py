@@ -15,6 +15,7 @@ from deepncheap.report.model_card import (
     describe_architecture,
     describe_cost,
     describe_inputs,
+    describe_method,
     describe_training,
     final_metrics,
 )
@@ -27,6 +28,7 @@ from deepncheap.show import (
     score_text,
     summarize_config,
     tradeoff_rows,
+    transfer_table,
 )
 from deepncheap.tradeoff import pareto_front, winners
 
@@ -58,6 +60,7 @@ def render_page(run: RunSnapshot, plots: list[Plot], *, weights: Sequence[float]
         _data(run),
         _chosen(run),
         _final(run),
+        _transferred(run),
         "<h2>Plots</h2>",
         *(_figure(plot) for plot in plots),
         _tables(run, weights),
@@ -111,7 +114,7 @@ def _summary(run: RunSnapshot) -> str:
             f"{best.time_per_epoch_s or 0:.3f} s per epoch",
         ),
         ("state", run.describe_state()),
-        ("method", f"{settings['method']}, {settings['epochs']} epochs per trial, seed {settings['seed']}"),
+        ("method", f"{describe_method(settings)}, {settings['epochs']} epochs per trial, seed {settings['seed']}"),
         ("objective", f"log10(f_p + w_c·f_c), w_c = {settings['wc']:g}, penalty {settings['penalty']}"),
         ("search cost", describe_cost(run)),
     ]
@@ -223,6 +226,21 @@ def _tables(run: RunSnapshot, weights: Sequence[float]) -> str:
                 highlight=own,
             ),
         ]
+    )
+
+
+def _transferred(run: RunSnapshot) -> str:
+    """A transfer run's configs side by side with their source trials (`show.transfer_table`)."""
+    settings = run.settings
+    if not settings.get("transfer_from"):
+        return ""
+    headers, rows = transfer_table(settings, run.trials)
+    return (
+        f"<h2>Transferred configs ({len(rows)})</h2>"
+        f"<p>The best configs of <code>{_e(settings['transfer_from'])}</code> (its best complete trial of each "
+        f"network), trained on {_e(run.data['name'])}. Each source objective was measured on the source's data "
+        "against its own baselines: compare the two columns' rankings rather than their values.</p>"
+        + _table(headers, rows, text_columns=("status", "config"))
     )
 
 

@@ -26,9 +26,11 @@ SIZE = (7.0, 4.5)  # inches
 DPI = 110
 STAGE_STYLES = {  # colour and marker: points of different stages stay visible where they coincide
     "joint": ("#1f77b4", "o"),
+    "warm": ("#8c564b", "P"),
     "core": ("#1f77b4", "o"),
     "advanced": ("#ff7f0e", "s"),
     "training": ("#2ca02c", "^"),
+    "transfer": ("#9467bd", "D"),
 }
 OBJECTIVE_LABEL = "objective log10(f_p + w_c·f_c)\n(lower is better)"
 COSTS = (
@@ -101,8 +103,11 @@ def _score_label(run: RunSnapshot) -> str:
     return "validation accuracy (%)" if run.classification else "validation MSE (target units², log scale)"
 
 
+STAGE_LABELS = {"joint": "random/Sobol", "warm": "warm start", "transfer": "transferred configs"}
+
+
 def _stage_label(stage: str, count: int) -> str:
-    return f"{'random/Sobol' if stage == 'joint' else stage + ' stage'} ({count})"
+    return f"{STAGE_LABELS.get(stage, stage + ' stage')} ({count})"
 
 
 def _scatter_by_stage(

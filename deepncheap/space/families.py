@@ -80,6 +80,13 @@ def decode_advanced(space: SearchSpace, u: Iterator[float]) -> dict[str, Any]:
     return config
 
 
+def layers_of(space: SearchSpace, config: dict[str, Any]) -> tuple[int, list[int]]:
+    """A config's depth and widths (channels of a CNN, hidden nodes of an MLP): `default_config`'s inverse."""
+    if space.network == "cnn":
+        return int(config["num_conv_layers"]), [int(w) for w in config["channels"]]
+    return int(config["num_hidden_layers"]), [int(w) for w in config["hidden_nodes"]]
+
+
 def default_config(space: SearchSpace, *, depth: int, widths: list[int]) -> dict[str, Any]:
     """The config with the given layers and every other hyperparameter at its default."""
     training = {

@@ -154,6 +154,13 @@ class SearchSpace:
         """The config with the given layers and every other hyperparameter at its default."""
         return families.default_config(self, depth=depth, widths=widths)
 
+    def core_config(self, config: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`config`'s layers (depth and widths) as a core-stage config: every other hyperparameter at its
+        default or its value in `base`, as `decode(stage="core")` makes them."""
+        depth, widths = families.layers_of(self, config)
+        core = self.default_config(depth=depth, widths=widths)
+        return core if base is None else {**core, **base}
+
     def largest_config(self) -> dict[str, Any]:
         """The space's largest network (most layers, widest channels/nodes): the parameter baseline."""
         return families.largest_config(self)
