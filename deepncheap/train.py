@@ -14,6 +14,7 @@ import math
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,7 +52,9 @@ class DeviceData:
     @classmethod
     def from_dataset(cls, dataset: Dataset, device: torch.device) -> DeviceData:
         def put(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+            with warnings.catch_warnings():  # read-only arrays (mapped files, Ray's object store): never written
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
         return cls(dataset.task, put(dataset.x_train), put(dataset.y_train), put(dataset.x_val), put(dataset.y_val))
 

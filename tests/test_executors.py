@@ -15,7 +15,7 @@ from deepncheap.space import SearchSpace
 from deepncheap.trial import TrialTask
 
 EPOCHS = 4
-LONG = 1000  # epochs of the task to stop (about 1 ms each): far longer than a stop answer takes to arrive
+LONG = 5000  # epochs of the task to stop (about 1 ms each): far longer than a stop answer takes to arrive
 
 
 def run_task(executor_kind, tmp_path, *, stop_after=None, workers=1, epochs=EPOCHS):

@@ -4,9 +4,11 @@ A task asks `cpus_per_trial` CPUs and `gpus_per_trial` GPUs: by default 1 GPU wh
 and `--device` allows them (`--device cpu` never uses one; `--device cuda` needs one), and the search runs
 as many trials at once as the scarcest of the two resources allows. The data go into the object store once,
 and each Ray worker process keeps its device copy across the trials it runs. Epoch reports travel through a
-small actor (`EpochChannel`) that the driver reads while it waits; a task does not wait for the actor after
-each epoch (only once at its end, so that every report is in before its outcome), and a stop answer reaches
-it at an epoch end soon after it arrived. Ray retries a task whose worker or node died once; a second death
+small actor (`EpochChannel`) that the driver reads while it waits. A task never waits for the actor after an
+epoch: it keeps at most one call to it in flight and sends the epochs that ended meanwhile together with the
+next one, so the actor's queue stays short however short the epochs, and a stop answer reaches the task at the
+first epoch end after it arrived (at its end the task sends what is left and waits, so that every report is in
+before its outcome). Ray retries a task whose worker or node died once; a second death
 comes back `failed`.
 """
 
@@ -36,9 +38,10 @@ class EpochChannel:
         self._reports: list[tuple[int, EpochReport]] = []
         self._stopped: set[int] = set()
 
-    def report(self, trial_id: int, report: EpochReport) -> bool:
-        """Called by a task after each epoch: True when the driver asked to stop that trial."""
-        self._reports.append((trial_id, report))
+    def report(self, trial_id: int, reports: list[EpochReport]) -> bool:
+        """Called by a task with the epochs it ended since its last call: True when the driver asked to stop
+        that trial."""
+        self._reports.extend((trial_id, report) for report in reports)
         return trial_id in self._stopped
 
     def drain(self) -> list[tuple[int, EpochReport]]:
@@ -80,10 +83,12 @@ class RayExecutor:
         self._device = "cuda" if gpus > 0 else "cpu"
         self._remote = ray.remote(num_cpus=settings.cpus_per_trial, num_gpus=gpus, max_retries=1)(_ray_trial)
         self._channel: Any = ray.remote(num_cpus=0)(EpochChannel).remote()
+        ray.get(self._channel.drain.remote())  # up before any task: else a first trial's epochs wait for it
         self._data: list[Any] = []
         self._token = uuid.uuid4().hex
         self._running: dict[Any, TrialTask] = {}
         self._stop_sent = False
+        self._stopping: set[int] = set()  # trials the driver told to stop (told once)
 
     def load(self, dataset: Dataset, scratch: Path) -> None:
         self._data = [self._ray.put(dataset)]  # once; in a list so that tasks fetch it only when not cached
@@ -102,7 +107,8 @@ class RayExecutor:
                     ray.cancel(ref)
             ready, _ = ray.wait(list(self._running), num_returns=1, timeout=CHANNEL_POLL_S)
             for trial_id, report in ray.get(self._channel.drain.remote()):
-                if on_epoch(trial_id, report):
+                if on_epoch(trial_id, report) and trial_id not in self._stopping:
+                    self._stopping.add(trial_id)
                     self._channel.stop.remote(trial_id)
             if ready:
                 task = self._running.pop(ready[0])
@@ -159,15 +165,24 @@ def _ray_trial(
         _device_data[key] = DeviceData.from_dataset(ray.get(data[0]), torch.device(device))
     input_shape, num_outputs = shape
 
-    answers: list[Any] = []  # the channel's answers to the reports sent, not read yet
+    unsent: list[EpochReport] = []  # epochs ended while the previous call to the channel was in flight
+    in_flight: list[Any] = []  # that call (at most one)
 
     def on_epoch(report: EpochReport) -> bool:
-        """Send the report without waiting for the actor (a round trip every epoch slowed short epochs) and
-        read the answers that have arrived: True once one says the driver stopped this trial."""
-        ready, answers[:] = ray.wait(answers, num_returns=len(answers), timeout=0) if answers else ([], [])
-        answers.append(channel.report.remote(task.trial_id, report))
-        return any(ray.get(ready))
+        """Queue the report and send what is queued unless a call is still in flight (a round trip every
+        epoch slowed short epochs, and a call per epoch queued the driver's stop behind them): True once the
+        channel answers that the driver stopped this trial."""
+        unsent.append(report)
+        if in_flight:
+            ready, _ = ray.wait(in_flight, timeout=0)
+            if not ready:
+                return False
+            if ray.get(in_flight.pop()):
+                return True
+        in_flight.append(channel.report.remote(task.trial_id, unsent[:]))
+        unsent.clear()
+        return False
 
     outcome = execute(task, _device_data[key], input_shape=input_shape, num_outputs=num_outputs, on_epoch=on_epoch)
-    ray.get(answers)  # every report reaches the channel before the outcome reaches the driver
+    ray.get(in_flight + ([channel.report.remote(task.trial_id, unsent)] if unsent else []))
     return outcome
