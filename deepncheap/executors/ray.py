@@ -82,8 +82,9 @@ class RayExecutor:
         )
         self._device = "cuda" if gpus > 0 else "cpu"
         self._remote = ray.remote(num_cpus=settings.cpus_per_trial, num_gpus=gpus, max_retries=1)(_ray_trial)
-        self._channel: Any = ray.remote(num_cpus=0)(EpochChannel).remote()
-        ray.get(self._channel.drain.remote())  # up before any task: else a first trial's epochs wait for it
+        channel: Any = ray.remote(num_cpus=0)(EpochChannel).remote()
+        ray.get(channel.drain.remote())  # up before any task: else a first trial's epochs wait for it
+        self._channel = channel
         self._data: list[Any] = []
         self._token = uuid.uuid4().hex
         self._running: dict[Any, TrialTask] = {}
