@@ -88,6 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from the best config of each earlier run: trained first, then the core stage's first prior "
         "points (--method dnc, the same --network)",
     )
+    s.add_argument(
+        "--proxy",
+        type=float,
+        metavar="F",
+        help="search on a stratified fraction F of the training rows, then train its best configs on the whole "
+        "data (a run of its own beside --out, like dnc transfer)",
+    )
+    s.add_argument(
+        "--transfer-top",
+        type=int,
+        metavar="K",
+        help=f"with --proxy: how many of its best configs train on the whole data (default: {DEFAULT_TOP})",
+    )
+    s.add_argument(
+        "--proxy-epochs",
+        type=int,
+        metavar="N",
+        help="with --proxy: epochs per trial of the proxy search (--epochs: of the configs on the whole data)",
+    )
     _budget_options(
         s, f"cap on trainings over the whole search (default: stage budgets for dnc, {DEFAULT_MAX_TRIALS} otherwise)"
     )

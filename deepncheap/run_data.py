@@ -30,17 +30,25 @@ def source_name(data: Any) -> str:
     return str(path.resolve()) if path.exists() else str(data)
 
 
-def reload_dataset(stored: dict[str, Any], settings: SearchSettings, run_dir: Path, data: Any = None) -> Dataset:
-    """The run's data loaded again: from `data` when given (in-memory arrays, a moved file), else from the
-    stored source; a DataError when they differ from those the run was made on."""
-    if data is None and stored["data_source"] == "arrays":
+def source_of(stored: dict[str, Any], run_dir: Path, data: Any = None) -> Any:
+    """The data to load a run's data again from: `data` when given, else the stored source (a DataError
+    for a run made on in-memory arrays, which only the caller has)."""
+    if data is not None:
+        return data
+    if stored["data_source"] == "arrays":
         raise DataError(
             "this run was made on in-memory arrays; pass the same arrays again, e.g. "
             f"deepncheap.resume({str(run_dir)!r}, data=(X, y))"
         )
+    return stored["data_source"]
+
+
+def reload_dataset(stored: dict[str, Any], settings: SearchSettings, run_dir: Path, data: Any = None) -> Dataset:
+    """The run's data loaded again: from `data` when given (in-memory arrays, a moved file), else from the
+    stored source; a DataError when they differ from those the run was made on."""
     # (the task the run was made with, whatever this version would infer from the targets)
     options = data_options(settings) | {"task": stored.get("task") or settings.task}
-    dataset = load_dataset(stored["data_source"] if data is None else data, **options)
+    dataset = load_dataset(source_of(stored, run_dir, data), **options)
     now, then = dataset.summary(), stored["data"]
     differ = sorted(k for k in then if k != "name" and now.get(k) != then[k])
     if differ:

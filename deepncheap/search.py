@@ -74,25 +74,33 @@ def search(
     progress on stderr; `on_event` receives every event of the search as a JSON-safe dict (`progress.EVENTS`:
     search_started, stage_changed, trial_started, epoch, trial_ended, search_ended); with `report`, the run's
     report is written at the end (`report.write_report`). `warm_start` (a run directory or several) starts
-    the search from those runs' best configs (`warm_start.py`)."""
+    the search from those runs' best configs (`warm_start.py`). `proxy` (a fraction of the training rows),
+    `transfer_top` and `proxy_epochs` make it a proxy search followed by the transfer of its best configs to
+    the whole data, whose result is returned (`proxy.py`)."""
+    from deepncheap import proxy
+
+    started = time.monotonic()
     warm_runs = options.pop("warm_start", None)
-    settings = SearchSettings.from_options(**options)
-    check_data = None
+    settings = SearchSettings.from_options(**proxy.proxy_options(options))
+    checks = [proxy.target_free(out, overwrite)] if settings.transfer_top else []
     if warm_runs is not None:
         from deepncheap.warm_start import warm_started
 
-        settings, check_data = warm_started(settings, warm_runs)
-    return start_run(
-        settings,
-        data=data,
-        out=out,
-        overwrite=overwrite,
-        time_budget=time_budget,
-        verbose=verbose,
-        on_event=on_event,
-        report=report,
-        check_data=check_data,
+        settings, check_task = warm_started(settings, warm_runs)
+        checks.append(check_task)
+
+    def check_data(dataset: Dataset) -> None:
+        for check in checks:
+            check(dataset)
+
+    run_options: dict[str, Any] = {"verbose": verbose, "on_event": on_event, "report": report}
+    result = start_run(
+        settings, data=data, out=out, overwrite=overwrite, time_budget=time_budget, check_data=check_data, **run_options
     )
+    return proxy.transfer_chained(
+        result, data=data, fresh=True, overwrite=overwrite, time_budget_s=parse_duration(time_budget), started=started,
+        **run_options,
+    )  # fmt: skip
 
 
 def start_run(
@@ -159,8 +167,30 @@ def resume(
     in-memory arrays (or its file moved); `max_trials` replaces the stored cap, and extends a finished
     search that made fewer trainings (`dnc`: more BO steps in its training stage; random/Sobol: more points);
     `time_budget`, `verbose`, `on_event` and `report` as in `search`. A finished search is otherwise
-    returned as it is."""
+    returned as it is. A proxy search (`proxy.py`) goes on with its transfer to the whole data (started, or
+    resumed), whose result is returned."""
+    from deepncheap import proxy
+
+    started = time.monotonic()
     time_budget_s = parse_duration(time_budget)
+    result = _resumed(run_dir, data, max_trials, time_budget_s, verbose=verbose, on_event=on_event, report=report)
+    return proxy.transfer_chained(
+        result, data=data, fresh=False, overwrite=False, time_budget_s=time_budget_s, started=started,
+        verbose=verbose, on_event=on_event, report=report,
+    )  # fmt: skip
+
+
+def _resumed(
+    run_dir: str | Path,
+    data: Any,
+    max_trials: int | None,
+    time_budget_s: float | None,
+    *,
+    verbose: bool,
+    on_event: EventSink | None,
+    report: bool,
+) -> SearchResult:
+    """`resume` of the run itself."""
     with rundir.existing_run(run_dir) as path, RunStore.open(path, readonly=False) as store:
         stored = store.settings
         if store.state["state"] == "finished" and max_trials is None:

@@ -46,7 +46,9 @@ class SearchSettings:
     (`constraints.py`). A run of `dnc transfer` (method `transfer`) holds the run it came from (`transfer_from`)
     and the configs it trains (`transfer_configs`: `{"source_trial_id", "source_objective", "config"}` each);
     a warm-started search the earlier runs' best configs it starts from (`warm_configs`, `warm_start.py`:
-    `{"source_run", "source_trial_id", "source_objective", "config"}` each).
+    `{"source_run", "source_trial_id", "source_objective", "config"}` each). A proxy search (`--proxy`,
+    `proxy.py`: on a `subset`) is followed by the transfer of its `transfer_top` best configs to the whole
+    data, trained for `transfer_epochs` epochs each (None: `epochs`).
     """
 
     network: str = "cnn"
@@ -88,6 +90,8 @@ class SearchSettings:
     transfer_from: str | None = None
     transfer_configs: tuple[dict[str, Any], ...] = ()
     warm_configs: tuple[dict[str, Any], ...] = ()
+    transfer_top: int | None = None
+    transfer_epochs: int | None = None
 
     @classmethod
     def from_options(cls, **options: Any) -> SearchSettings:
@@ -135,6 +139,13 @@ class SearchSettings:
             raise SettingsError("--warm-start starts Deep-n-Cheap's stages from earlier configs; use --method dnc")
         if not all(isinstance(c, dict) and isinstance(c.get("config"), dict) for c in self.warm_configs):
             raise SettingsError("warm_configs must be dicts holding a 'config'; use --warm-start RUN")
+        if self.transfer_top is not None and (self.subset is None or self.method == TRANSFER):
+            raise SettingsError(
+                "--transfer-top transfers a proxy search's best configs to the whole data; give --proxy F too, "
+                "e.g. --proxy 0.1 --transfer-top 5"
+            )
+        if self.transfer_epochs is not None and self.transfer_top is None:
+            raise SettingsError("transfer_epochs sets the epochs of a proxy search's transfer; give --proxy F too")
         if self.bo_mode not in BO_MODES:
             raise SettingsError(f"unknown BO mode '{self.bo_mode}'; use one of: {', '.join(BO_MODES)}")
         if self.prune not in PRUNE_MODES:
@@ -147,7 +158,7 @@ class SearchSettings:
         ]  # fmt: skip
         checks += [
             (name, 1)
-            for name in ("max_trials", "workers", "max_params", "max_flops")
+            for name in ("max_trials", "workers", "max_params", "max_flops", "transfer_top", "transfer_epochs")
             if getattr(self, name) is not None
         ]
         for name, minimum in checks:

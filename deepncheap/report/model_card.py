@@ -25,9 +25,12 @@ from deepncheap.train import LR_DROP_FACTOR, lr_milestones
 # Settings that are no `dnc search` option (the space is given as a file, the extension by `dnc resume`).
 # Given even at their default, so that the command means the same if a default changes.
 ALWAYS_GIVEN = ("network", "wc", "penalty", "method", "epochs", "seed", "task")
-NOT_OPTIONS = ("space", "extra_training_steps", "threads", "transfer_from", "transfer_configs", "warm_configs")
-# (threads: what the executor ran with, not the option; transfer_*: `dnc transfer` makes them; warm_configs:
-# --warm-start, below)
+NOT_OPTIONS = (
+    "space", "extra_training_steps", "threads", "transfer_from", "transfer_configs", "warm_configs", "transfer_top",
+    "transfer_epochs",
+)  # fmt: skip
+# (threads: what the executor ran with, not the option; transfer_from/_configs: `dnc transfer` makes them;
+# warm_configs: --warm-start, and transfer_top/_epochs: --proxy, below)
 
 
 def model_card(run: RunSnapshot) -> str:
@@ -243,6 +246,7 @@ def reproduce(run: RunSnapshot) -> list[str]:
     extension = int(settings.get("extra_training_steps") or 0)
     names = [f.name for f in fields(SearchSettings) if f.name not in NOT_OPTIONS]
     command += _options(settings, [n for n in names if not (n == "max_trials" and extension)])  # (extension below)
+    command = _as_proxy(command, settings)
     warm_runs = list(dict.fromkeys(c["source_run"] for c in settings.get("warm_configs") or []))
     if warm_runs:
         command += ["--warm-start", *warm_runs]
@@ -290,6 +294,16 @@ def _reproduce_transfer(run: RunSnapshot) -> list[str]:
             "The transfer ran on in-memory arrays: give the same arrays, `deepncheap.transfer(RUN, data=(X, y))`.",
         ]
     return lines
+
+
+def _as_proxy(command: list[str], settings: dict[str, Any]) -> list[str]:
+    """A proxy search's command as given (`proxy.py`): --proxy F --transfer-top K in place of --subset F, and
+    --proxy-epochs E --epochs N when its transfer trains N epochs."""
+    if not settings.get("transfer_top"):
+        return command
+    renamed = {"--subset": "--proxy"} | ({"--epochs": "--proxy-epochs"} if settings.get("transfer_epochs") else {})
+    command = [renamed.get(word, word) for word in command] + ["--transfer-top", str(settings["transfer_top"])]
+    return command + (["--epochs", str(settings["transfer_epochs"])] if settings.get("transfer_epochs") else [])
 
 
 def _options(settings: dict[str, Any], names: list[str]) -> list[str]:

@@ -1,0 +1,125 @@
+"""`--proxy F --transfer-top K`: a cheap search on a stratified fraction F of the training rows (and, with
+`--proxy-epochs`, fewer epochs per trial), then its K best configs trained on the whole data (`dnc transfer`),
+in one command.
+
+The chain makes two runs: the proxy search in OUT (settings `subset`, `transfer_top`, `transfer_epochs`) and
+the transfer in OUT-transfer-<data>, which is the answer on the whole data. The chain is stored with the proxy
+search, so `dnc resume OUT` finishes whichever part is missing: the proxy search, then the transfer (started,
+or resumed where it stopped). A time budget covers both; when the proxy search uses it up, the transfer waits
+for `dnc resume OUT`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from deepncheap import rundir
+from deepncheap.artifacts import SearchResult
+from deepncheap.data import Dataset
+from deepncheap.errors import OutputError, SettingsError
+from deepncheap.progress import EventSink, SearchProgress
+from deepncheap.run_data import DATA_OPTIONS, source_of
+from deepncheap.settings import DEFAULT_EPOCHS
+from deepncheap.space import is_number
+from deepncheap.transfer import DEFAULT_TOP, transfer
+
+
+def proxy_options(options: dict[str, Any]) -> dict[str, Any]:
+    """`search` options with `proxy` (the fraction), `transfer_top` and `proxy_epochs` made settings: the
+    proxy search's `subset`, `transfer_top` (default 5) and `epochs`, and its transfer's `transfer_epochs`
+    (the `epochs` given) when `proxy_epochs` is given."""
+    options = dict(options)
+    proxy, top, proxy_epochs = (options.pop(name, None) for name in ("proxy", "transfer_top", "proxy_epochs"))
+    if proxy is None:
+        if top is not None:
+            raise SettingsError(
+                "--transfer-top transfers a proxy search's best configs to the whole data; give --proxy F too, "
+                f"e.g. --proxy 0.1 --transfer-top {DEFAULT_TOP}"
+            )
+        if proxy_epochs is not None:
+            raise SettingsError("--proxy-epochs sets the epochs of a proxy search; give --proxy F too, or use --epochs")
+        return options
+    if not is_number(proxy) or not 0 < proxy < 1:
+        raise SettingsError(f"--proxy must be a fraction between 0 and 1 (exclusive), got {proxy!r}; e.g. --proxy 0.1")
+    if options.get("subset") is not None:
+        raise SettingsError(
+            "--proxy F is --subset F followed by the transfer of the best configs to the whole data; give one of them"
+        )
+    chained = {"subset": proxy, "transfer_top": DEFAULT_TOP if top is None else top}
+    if proxy_epochs is not None:
+        given = options.get("epochs")
+        chained |= {"epochs": proxy_epochs, "transfer_epochs": DEFAULT_EPOCHS if given is None else given}
+    return options | chained
+
+
+def target_free(out: str | Path | None, overwrite: bool) -> Callable[[Dataset], None]:
+    """The check, before the proxy search writes anything, that its transfer will have somewhere to go:
+    OUT-transfer-<data> holds no run, or `overwrite` replaces it too. (Without `out` the proxy's directory
+    is new, and so is its transfer's.)"""
+
+    def check(dataset: Dataset) -> None:
+        if out is None or overwrite:
+            return
+        target = rundir.transfer_run_name(Path(out).expanduser(), dataset.name)
+        if rundir.is_run(target):
+            raise OutputError(
+                f"{target}, where this proxy search's transfer goes, already holds a run; pass --overwrite to "
+                "replace both, or choose another --out"
+            )
+
+    return check
+
+
+def transfer_chained(
+    proxy: SearchResult,
+    *,
+    data: Any,
+    fresh: bool,
+    overwrite: bool,
+    time_budget_s: float | None,
+    started: float,
+    verbose: bool,
+    on_event: EventSink | None,
+    report: bool,
+) -> SearchResult:
+    """After the proxy search `proxy`: its best configs trained on the whole `data` (a new transfer; when not
+    `fresh`, the one already there resumed), within what is left of `time_budget_s` since `started`
+    (`time.monotonic()`). `proxy` itself when it is no proxy search or has not finished."""
+    settings = proxy.settings
+    top = settings.get("transfer_top")
+    if not top or not proxy.finished:
+        return proxy
+    from deepncheap.search import resume
+
+    target = rundir.transfer_run_name(proxy.run_dir, settings["data"]["name"])
+    progress = SearchProgress(0, enabled=verbose)
+    left = None if time_budget_s is None else time_budget_s - (time.monotonic() - started)
+    if left is not None and left <= 0:
+        progress.note(f"the time budget is spent; 'dnc resume {proxy.run_dir}' trains the transfer to the whole data")
+        return proxy
+    data = source_of(settings, proxy.run_dir, data)
+    if not fresh and rundir.is_run(target):
+        return resume(target, data=data, time_budget=left, verbose=verbose, on_event=on_event, report=report)
+    progress.note(
+        f"proxy search done (on {settings['subset']:.0%} of the training rows); its {top} best configs now train "
+        f"on the whole data in {target}"
+    )
+    options = {name: settings.get(name) for name in DATA_OPTIONS if name != "subset"} | {"task": settings["task"]}
+    if options["image_shape"]:
+        options["image_shape"] = tuple(options["image_shape"])
+    return transfer(
+        proxy.run_dir,
+        data=data,
+        top=top,
+        epochs=settings.get("transfer_epochs") or settings["epochs"],
+        out=target,
+        overwrite=overwrite,
+        time_budget=left,
+        verbose=verbose,
+        on_event=on_event,
+        report=report,
+        **options,
+    )
