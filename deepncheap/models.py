@@ -175,6 +175,25 @@ def build_mlp(config: dict[str, Any], input_shape: Sequence[int], num_outputs: i
     return nn.Sequential(*layers)
 
 
+def parameter_count(config: dict[str, Any], input_shape: Sequence[int], num_outputs: int) -> int:
+    """The trainable parameters of `build_model(config, input_shape, num_outputs)`, counted from the config
+    alone (no module is built: the search bounds a thousand candidates a step by it)."""
+    if config["network"] == "cnn":
+        layout = cnn_layout(config, input_shape)
+        c_in = [int(input_shape[0]), *layout.channels[:-1]]
+        total = sum(
+            c_in[i] * c * 9 + (2 * c if layout.batch_norm[i] else c)  # 3x3 conv; BN's scale and shift, or a bias
+            for i, c in enumerate(layout.channels)
+        )
+        for first, last in layout.shortcut_groups:  # a 1x1 conv shortcut where the group changes the shape
+            group = layout.strides[first : last + 1]
+            if c_in[first] != layout.channels[last] or any(s != (1, 1) for s in group):
+                total += c_in[first] * layout.channels[last]
+        return total + layout.channels[-1] * num_outputs + num_outputs
+    widths = [math.prod(int(d) for d in input_shape), *(int(w) for w in config["hidden_nodes"]), num_outputs]
+    return sum(n_in * n_out + n_out for n_in, n_out in zip(widths, widths[1:]))
+
+
 def architecture_key(config: dict[str, Any], input_shape: Sequence[int]) -> tuple[Any, ...]:
     """What decides the network a config trains and how: configs with equal keys train the same model
     (e.g. dropout probabilities of a network with no dropout layer), so a grid trains one of them."""

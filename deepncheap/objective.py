@@ -283,14 +283,10 @@ class Scorer:
         return cost.modelled_epoch_s if cost.f_c is None else cost.f_c
 
     def n_params(self, config: dict[str, Any]) -> int:
-        """`config`'s trainable parameters (the network built on the meta device)."""
-        import torch
+        """`config`'s trainable parameters (`models.parameter_count`: from the config, nothing built)."""
+        from deepncheap.models import parameter_count
 
-        from deepncheap.cost import count_parameters
-        from deepncheap.models import build_model
-
-        with torch.device("meta"):
-            return count_parameters(build_model(config, self.dataset.input_shape, self.dataset.num_outputs))
+        return parameter_count(config, self.dataset.input_shape, self.dataset.num_outputs)
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,26 @@ def test_a_cnn_on_a_one_dimensional_signal_trains():
     result = train(model, DeviceData.from_dataset(data, torch.device("cpu")), lr=1e-2, weight_decay=0.0,
                    batch_size=32, epochs=2, seed=0)  # fmt: skip
     assert len(result.val_curve) == 2 and result.val_accuracy is not None
+
+
+@pytest.mark.parametrize(
+    ("network", "shape", "overrides"),
+    [
+        ("cnn", (1, 8, 8), {}),
+        ("cnn", (3, 32, 32), {"shortcut_every": [0, 3]}),
+        ("cnn", (1, 1, 60), {"num_conv_layers": [1, 6], "shortcut_every": [1, 2]}),
+        ("mlp", (64,), {}),
+        ("mlp", (3, 8, 8), {"num_hidden_layers": [0, 3]}),
+    ],
+)
+def test_the_parameter_count_from_the_config_is_that_of_the_built_network(network, shape, overrides):
+    """The search bounds its BO candidates by the count from the config alone: it must be exact."""
+    from deepncheap.cost import count_parameters
+    from deepncheap.models import parameter_count
+
+    space = SearchSpace.create(network, overrides)
+    for outputs in (1, 10):
+        for config in space.sample(200, method="random", seed=outputs):
+            with torch.device("meta"):
+                built = count_parameters(build_model(config, shape, outputs))
+            assert parameter_count(config, shape, outputs) == built, config
