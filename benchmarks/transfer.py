@@ -231,15 +231,17 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
             f"{r.proxy_search_s:.1f} + {r.proxy_transfer_s:.1f} | {r.cold_best:+.4f} / {r.proxy_best:+.4f} | "
             f"{r.spearman_cross:+.2f} / {r.spearman_proxy:+.2f} |"
         )
-    lines += ["", "| pair | warm / cold trainings | proxy / full device-s | median Spearman source→target / proxy→full |",
-              "|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "| pair | warm / cold trainings | proxy / full device-s | median Spearman source→target / proxy→full |",
+        "|---|---|---|---|",
+    ]
     for pair in dict.fromkeys(r.pair for r in rows):
         mine = [r for r in rows if r.pair == pair]
-        lines.append(
-            f"| {pair} | {sum(r.warm_trainings_to_reach for r in mine) / sum(r.cold_trainings_to_best for r in mine):.2f}"
-            f" | {sum(r.proxy_search_s + r.proxy_transfer_s for r in mine) / sum(r.full_s for r in mine):.2f} | "
-            f"{median_rho([r.spearman_cross for r in mine])} / {median_rho([r.spearman_proxy for r in mine])} |"
-        )
+        warm = sum(r.warm_trainings_to_reach for r in mine) / sum(r.cold_trainings_to_best for r in mine)
+        cost = sum(r.proxy_search_s + r.proxy_transfer_s for r in mine) / sum(r.full_s for r in mine)
+        rho = f"{median_rho([r.spearman_cross for r in mine])} / {median_rho([r.spearman_proxy for r in mine])}"
+        lines.append(f"| {pair} | {warm:.2f} | {cost:.2f} | {rho} |")
     lines += [
         "",
         f"warm_trainings_ratio={warm_ratio:.2f} proxy_cost_ratio={cost_ratio:.2f} "

@@ -6,6 +6,7 @@ shortcut spans) is computed here from the config and the input shape by `cnn_lay
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -191,7 +192,7 @@ def parameter_count(config: dict[str, Any], input_shape: Sequence[int], num_outp
                 total += c_in[first] * layout.channels[last]
         return total + layout.channels[-1] * num_outputs + num_outputs
     widths = [math.prod(int(d) for d in input_shape), *(int(w) for w in config["hidden_nodes"]), num_outputs]
-    return sum(n_in * n_out + n_out for n_in, n_out in zip(widths, widths[1:]))
+    return sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(widths))
 
 
 def architecture_key(config: dict[str, Any], input_shape: Sequence[int]) -> tuple[Any, ...]:

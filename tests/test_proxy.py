@@ -53,8 +53,8 @@ def test_one_call_searches_the_proxy_then_trains_its_best_configs_on_the_whole_d
 def test_dnc_search_with_proxy_prints_the_side_by_side_table_and_the_card_gives_the_command(tmp_path, capsys):
     out = tmp_path / "p"
     args = ["search", "--data", "iris", "--network", "mlp", "--method", "random", "--max-trials", "3", "--penalty",
-            "params", "--proxy", "0.5", "--transfer-top", "2", "--proxy-epochs", "1", "--epochs", "2", "--out", str(out),
-            "--quiet"]  # fmt: skip
+            "params", "--proxy", "0.5", "--transfer-top", "2", "--proxy-epochs", "1", "--epochs", "2",
+            "--out", str(out), "--quiet"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "source objective" in printed and str(tmp_path / "p-transfer-iris") in printed
