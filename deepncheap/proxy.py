@@ -20,7 +20,7 @@ from deepncheap import rundir
 from deepncheap.artifacts import SearchResult
 from deepncheap.data import Dataset
 from deepncheap.errors import OutputError, SettingsError
-from deepncheap.progress import EventSink, SearchProgress
+from deepncheap.progress import SearchProgress
 from deepncheap.run_data import DATA_OPTIONS, source_of
 from deepncheap.settings import DEFAULT_EPOCHS
 from deepncheap.space import is_number
@@ -81,13 +81,12 @@ def transfer_chained(
     overwrite: bool,
     time_budget_s: float | None,
     started: float,
-    verbose: bool,
-    on_event: EventSink | None,
-    report: bool,
+    **run_options: Any,
 ) -> SearchResult:
     """After the proxy search `proxy`: its best configs trained on the whole `data` (a new transfer; when not
     `fresh`, the one already there resumed), within what is left of `time_budget_s` since `started`
-    (`time.monotonic()`). `proxy` itself when it is no proxy search or has not finished."""
+    (`time.monotonic()`); `run_options` (verbose, on_event, report) as in `search`. `proxy` itself when it is
+    no proxy search or has not finished."""
     settings = proxy.settings
     top = settings.get("transfer_top")
     if not top or not proxy.finished:
@@ -95,19 +94,19 @@ def transfer_chained(
     from deepncheap.search import resume
 
     target = rundir.transfer_run_name(proxy.run_dir, settings["data"]["name"])
-    progress = SearchProgress(0, enabled=verbose)
+    progress = SearchProgress(0, enabled=run_options.get("verbose", True))
     left = None if time_budget_s is None else time_budget_s - (time.monotonic() - started)
     if left is not None and left <= 0:
         progress.note(f"the time budget is spent; 'dnc resume {proxy.run_dir}' trains the transfer to the whole data")
         return proxy
     data = source_of(settings, proxy.run_dir, data)
     if not fresh and rundir.is_run(target):
-        return resume(target, data=data, time_budget=left, verbose=verbose, on_event=on_event, report=report)
+        return resume(target, data=data, time_budget=left, **run_options)
     progress.note(
         f"proxy search done (on {settings['subset']:.0%} of the training rows); its {top} best configs now train "
         f"on the whole data in {target}"
     )
-    options = {name: settings.get(name) for name in DATA_OPTIONS if name != "subset"} | {"task": settings["task"]}
+    options: dict[str, Any] = {n: settings.get(n) for n in DATA_OPTIONS if n != "subset"} | {"task": settings["task"]}
     if options["image_shape"]:
         options["image_shape"] = tuple(options["image_shape"])
     return transfer(
@@ -118,8 +117,6 @@ def transfer_chained(
         out=target,
         overwrite=overwrite,
         time_budget=left,
-        verbose=verbose,
-        on_event=on_event,
-        report=report,
+        **run_options,
         **options,
     )
