@@ -25,6 +25,7 @@ from deepncheap.search import start_run
 from deepncheap.settings import TRANSFER, SearchSettings
 from deepncheap.space import is_int
 from deepncheap.store import Trial, ranked
+from deepncheap.tradeoff import pareto_front
 
 DEFAULT_TOP = 5
 # The source's settings that a transfer keeps (the space too); the data options and the machine's are its own,
@@ -47,6 +48,7 @@ def transfer(
     verbose: bool = True,
     on_event: EventSink | None = None,
     report: bool = True,
+    front_first: bool = False,
     **data_options: Any,
 ) -> SearchResult:
     """Train the `top` best configs of the run in `run` (distinct networks, `best_configs`) on `data`, each
@@ -54,7 +56,8 @@ def transfer(
     beside the source; `overwrite` as in `search`). `data_options` read the new data as in `search` (task,
     val_split, image_shape, target, delimiter, drop, impute, data_dir); everything else is the source's.
     `RUN/transfer.json` holds each config's source trial and objective next to its result on `data`.
-    `time_budget`, `verbose`, `on_event` and `report` as in `search`; `resume` continues a stopped transfer."""
+    `time_budget`, `verbose`, `on_event` and `report` as in `search`; `resume` continues a stopped transfer.
+    `front_first` picks from the source's accuracy-vs-cost front first (`best_configs`; a proxy search's)."""
     if not is_int(top) or top < 1:
         raise SettingsError(f"--top must be an integer >= 1, got {top!r}; e.g. --top {DEFAULT_TOP}")
     unknown = sorted(set(data_options) - set(DATA_OPTIONS))
@@ -68,7 +71,7 @@ def transfer(
         raise OutputError(f"--out {out} is the source run itself, which a transfer never writes; choose another --out")
     with rundir.untouched_run(source) as store:
         stored, trials = store.settings, store.trials()
-    configs = best_configs(trials, top, input_shape=stored["data"]["input_shape"])
+    configs = best_configs(trials, top, input_shape=stored["data"]["input_shape"], front_first=front_first)
     if not configs:
         raise OutputError(
             f"{source} has no complete trial to transfer; wait for its search to complete one, or continue it: "
@@ -113,13 +116,20 @@ def refuse_other_task(source: Path, task: str, dataset: Dataset, *, given_task: 
     )
 
 
-def best_configs(trials: list[Trial], top: int, *, input_shape: list[int]) -> list[dict[str, Any]]:
+def best_configs(
+    trials: list[Trial], top: int, *, input_shape: list[int], front_first: bool = False
+) -> list[dict[str, Any]]:
     """The configs of the `top` best trials (`store.ranked`: complete, violating no constraint, ties in
     search order) that build distinct networks on the source's inputs (the best trial of each network),
-    with their source trial ids and objectives (`settings.transfer_configs`)."""
+    with their source trial ids and objectives (`settings.transfer_configs`). With `front_first`, the
+    trials of the accuracy-vs-cost Pareto front (f_p against f_c) come first, best first, then the rest."""
+    order = ranked(trials)
+    if front_first:
+        front = {t.trial_id for t in pareto_front(order)}
+        order = [t for t in order if t.trial_id in front] + [t for t in order if t.trial_id not in front]
     picked: list[dict[str, Any]] = []
     seen: set[tuple[Any, ...]] = set()
-    for trial in ranked(trials):
+    for trial in order:
         key = network_key(trial.config, input_shape)
         if key in seen:
             continue

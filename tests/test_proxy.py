@@ -4,6 +4,7 @@ spent time budget, after a SIGKILL during the transfer); every refusal before an
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -45,7 +46,7 @@ def test_one_call_searches_the_proxy_then_trains_its_best_configs_on_the_whole_d
     assert all(t.epochs == 2 for t in stored_trials(out) if t.status == "complete")
     trained = [t for t in stored_trials(target) if t.status == "complete"]
     assert [t.epochs for t in trained] == [3, 3, 3]
-    expected = best_configs(stored_trials(out), 3, input_shape=proxy["data"]["input_shape"])
+    expected = best_configs(stored_trials(out), 3, input_shape=proxy["data"]["input_shape"], front_first=True)
     assert [t.config for t in trained] == [c["config"] for c in expected]
     assert transferred["transfer_from"] == str(out.resolve())
 
@@ -148,3 +149,26 @@ def test_a_proxy_search_whose_transfer_has_nowhere_to_go_writes_nothing(tmp_path
     err = capsys.readouterr().err
     assert "already holds a run; pass --overwrite" in err and "proxy-transfer-iris" in err, err
     assert not (tmp_path / "proxy").exists()
+
+
+def test_a_proxy_transfers_its_accuracy_cost_front_first():
+    """A proxy's objective weighs the cost less than the whole data's will: its cheaper networks that were
+    the best of their cost go before bigger ones of a better proxy objective."""
+    from deepncheap.store import Trial
+
+    def trial(trial_id, f_p, f_c, width):
+        objective = math.log10(f_p + 0.1 * f_c)
+        config = {"network": "mlp", "num_hidden_layers": 1, "hidden_nodes": [width], "drop_prob": 0.0,
+                  "lr": 1e-2, "weight_decay": 0.0, "batch_size": 32}  # fmt: skip
+        return Trial(trial_id=trial_id, stage="joint", stage_index=trial_id, status="complete", config=config,
+                     objective=objective, f_p=f_p, f_c=f_c, val_accuracy=1 - f_p, val_loss=None, n_params=None,
+                     flops=None, time_per_epoch_s=None, epochs=2, val_curve=[], wall_s=1.0, error=None,
+                     started_at=0.0, finished_at=1.0)  # fmt: skip
+
+    big = [trial(i, 0.04 + 0.01 * i, 0.9 + 0.1 * i, 100 + i) for i in range(1, 4)]  # the best proxy objectives
+    small = [trial(4, 0.30, 0.1, 10), trial(5, 0.40, 0.05, 5)]  # the front's cheap end
+    dominated = trial(6, 0.35, 0.2, 20)
+    trials = [*big, *small, dominated]
+    picked = [c["source_trial_id"] for c in best_configs(trials, 4, input_shape=[4], front_first=True)]
+    assert picked == [1, 4, 5, 2]
+    assert [c["source_trial_id"] for c in best_configs(trials, 4, input_shape=[4])] == [1, 2, 3, 4]
