@@ -7,7 +7,9 @@ networks), then from the rest by objective: on a fraction of the rows every netw
 objective log10(f_p + w_c·f_c) weighs the cost less than it will on the whole data, and the proxy's K best
 can all be its biggest networks (digits 5–9 at 10 %, 58 rows: its 5 best were 200–260k parameters at
 3–9 % error; on the whole data they all erred 0.3–0.7 % and the cost decided). The front keeps the
-cheaper networks that were the best of their cost.
+cheaper networks that were the best of their cost. Since the transfer is after the best config on the
+whole data, not a side-by-side comparison, it trains them cheapest first with the proxy's pruning: once a
+cheap config set the incumbent, the cost bound skips those whose cost alone cannot beat it.
 
 The chain makes two runs: the proxy search in OUT (settings `subset`, `transfer_top`, `transfer_epochs`) and
 the transfer in OUT-transfer-<data>, which is the answer on the whole data. The chain is stored with the proxy
@@ -124,7 +126,7 @@ def transfer_chained(
         out=target,
         overwrite=overwrite,
         time_budget=left,
-        front_first=True,
+        proxy=True,
         **run_options,
         **options,
     )

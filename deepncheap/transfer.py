@@ -6,7 +6,8 @@ complete trials that violate no constraint (`store.ranked`), one per network (`m
 training stage's variants of one architecture count once), are stored with the new run's settings together
 with where they came from, so resuming never needs the source again. The source's search settings carry
 over (network family, w_c, penalty, constraints, space, seed, epochs unless given; no pruning: every config
-trains); the data options are the new data's, and the baselines are measured on them, as in any search.
+trains, but in a proxy search's transfer, `proxy.py`); the data options are the new data's, and the baselines
+are measured on them, as in any search.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from deepncheap.tradeoff import pareto_front
 
 DEFAULT_TOP = 5
 # The source's settings that a transfer keeps (the space too); the data options and the machine's are its own,
-# and it never prunes: every transferred config trains, whatever its cost, to be compared with its source.
+# and it never prunes (but a proxy's): every transferred config trains, whatever its cost, to be compared with
+# its source.
 CARRIED = (
     "network", "wc", "penalty", "seed", "augment", "latency_batch", "max_params", "max_flops",
     "max_latency_ms", "max_epoch_time",
@@ -48,7 +50,7 @@ def transfer(
     verbose: bool = True,
     on_event: EventSink | None = None,
     report: bool = True,
-    front_first: bool = False,
+    proxy: bool = False,
     **data_options: Any,
 ) -> SearchResult:
     """Train the `top` best configs of the run in `run` (distinct networks, `best_configs`) on `data`, each
@@ -57,7 +59,9 @@ def transfer(
     val_split, image_shape, target, delimiter, drop, impute, data_dir); everything else is the source's.
     `RUN/transfer.json` holds each config's source trial and objective next to its result on `data`.
     `time_budget`, `verbose`, `on_event` and `report` as in `search`; `resume` continues a stopped transfer.
-    `front_first` picks from the source's accuracy-vs-cost front first (`best_configs`; a proxy search's)."""
+    With `proxy` (the transfer of a proxy search, `proxy.py`), what matters is the best config on `data`,
+    not the side-by-side: the configs come from the source's accuracy-vs-cost front first (`best_configs`),
+    train cheapest first, and the source's pruning applies (the cost bound never stops the winner)."""
     if not is_int(top) or top < 1:
         raise SettingsError(f"--top must be an integer >= 1, got {top!r}; e.g. --top {DEFAULT_TOP}")
     unknown = sorted(set(data_options) - set(DATA_OPTIONS))
@@ -71,13 +75,17 @@ def transfer(
         raise OutputError(f"--out {out} is the source run itself, which a transfer never writes; choose another --out")
     with rundir.untouched_run(source) as store:
         stored, trials = store.settings, store.trials()
-    configs = best_configs(trials, top, input_shape=stored["data"]["input_shape"], front_first=front_first)
+    configs = best_configs(trials, top, input_shape=stored["data"]["input_shape"], front_first=proxy)
     if not configs:
         raise OutputError(
             f"{source} has no complete trial to transfer; wait for its search to complete one, or continue it: "
             f"dnc resume {source}"
         )
-    carried = {"prune": "none"} | {name: stored[name] for name in CARRIED if name in stored}
+    carried = {"prune": stored.get("prune", "none") if proxy else "none"}
+    carried |= {name: stored[name] for name in CARRIED if name in stored}
+    if proxy:  # (cheapest first: the bound rules out more once a cheap config set the incumbent)
+        cost = {t.trial_id: t.f_c for t in trials}
+        configs.sort(key=lambda c: cost[c["source_trial_id"]] or 0.0)
     settings = SearchSettings.from_options(
         **carried,
         space={k: v for k, v in stored["space"].items() if k != "network"},

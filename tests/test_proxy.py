@@ -17,7 +17,7 @@ from helpers import stored_trials
 
 import deepncheap
 from deepncheap.cli import main
-from deepncheap.store import IncompleteStore, RunStore, ranked
+from deepncheap.store import IncompleteStore, RunStore
 from deepncheap.transfer import best_configs
 
 DNC = str(Path(sys.executable).parent / "dnc")
@@ -44,11 +44,29 @@ def test_one_call_searches_the_proxy_then_trains_its_best_configs_on_the_whole_d
     assert proxy["data"]["n_train"] < 0.25 * transferred["data"]["n_train"]
     assert proxy["data"]["n_val"] == transferred["data"]["n_val"]  # (validation stays whole)
     assert all(t.epochs == 2 for t in stored_trials(out) if t.status == "complete")
-    trained = [t for t in stored_trials(target) if t.status == "complete"]
-    assert [t.epochs for t in trained] == [3, 3, 3]
+    # the proxy's front first, trained cheapest first, with the proxy's pruning (the bound never stops the best)
     expected = best_configs(stored_trials(out), 3, input_shape=proxy["data"]["input_shape"], front_first=True)
-    assert [t.config for t in trained] == [c["config"] for c in expected]
+    source = {t.trial_id: t for t in stored_trials(out)}
+    expected.sort(key=lambda c: source[c["source_trial_id"]].f_c)
+    rows = sorted(stored_trials(target), key=lambda t: t.stage_index)
+    assert [t.config for t in rows] == [c["config"] for c in expected]
+    assert transferred["prune"] == proxy["prune"] == "bound"
+    assert rows[0].status == "complete" and {t.status for t in rows} <= {"complete", "pruned"}
+    assert all(t.epochs == 3 for t in rows if t.status == "complete")
+    assert all(t.objective >= result.metrics["objective"] for t in rows if t.status == "pruned")
     assert transferred["transfer_from"] == str(out.resolve())
+
+
+def test_a_proxy_transfer_skips_configs_whose_cost_alone_cannot_beat_the_best_so_far(tmp_path):
+    """At a high w_c the cost decides: once the cheapest transferred config trained, bigger ones are
+    pruned by the bound, and none of them could have been the best."""
+    result = deepncheap.search(data="digits", out=tmp_path / "p", proxy=0.2, transfer_top=4, epochs=3,
+                               **PROXY | {"wc": 3.0, "max_trials": 8}, **QUIET)  # fmt: skip
+    rows = stored_trials(result.run_dir)
+    pruned = [t for t in rows if t.status == "pruned"]
+    assert pruned and all(t.reason == "cost bound" for t in pruned)
+    assert all(t.objective >= result.metrics["objective"] for t in pruned)
+    assert result.trial_id not in {t.trial_id for t in pruned}
 
 
 def test_dnc_search_with_proxy_prints_the_side_by_side_table_and_the_card_gives_the_command(tmp_path, capsys):
@@ -107,10 +125,13 @@ def test_a_proxy_search_killed_during_its_transfer_resumes_the_transfer(tmp_path
     assert main(["resume", str(out), "--quiet", "--no-report"]) == 0
     assert "source objective" in capsys.readouterr().out
     assert stored_trials(out) == proxy_trials  # the finished proxy search: not touched
-    complete = [t for t in stored_trials(target) if t.status == "complete"]
-    assert all(t in complete for t in before.values()) and len(complete) == 4
+    trials = stored_trials(target)
+    complete = [t for t in trials if t.status == "complete"]
+    assert all(t in complete for t in before.values())
+    assert sorted(t.stage_index for t in trials if t.status in ("complete", "pruned")) == [0, 1, 2, 3]
     rows = json.loads((target / "transfer.json").read_text())
-    assert [r["source_trial_id"] for r in rows] == [t.trial_id for t in ranked(proxy_trials)[:4]]
+    picked = best_configs(proxy_trials, 4, input_shape=settings_of(out)["data"]["input_shape"], front_first=True)
+    assert sorted(r["source_trial_id"] for r in rows) == sorted(c["source_trial_id"] for c in picked)
 
 
 def space_file(tmp_path):
