@@ -92,10 +92,10 @@ def transfer_chained(
     started: float,
     **run_options: Any,
 ) -> SearchResult:
-    """After the proxy search `proxy`: its best configs trained on the whole `data` (a new transfer; when not
-    `fresh`, the one already there resumed), within what is left of `time_budget_s` since `started`
-    (`time.monotonic()`); `run_options` (verbose, on_event, report) as in `search`. `proxy` itself when it is
-    no proxy search or has not finished."""
+    """After the proxy search `proxy`: its configs trained on the whole `data` (`transfer(..., proxy=True)`:
+    a new transfer; when not `fresh`, the one already there resumed), within what is left of `time_budget_s`
+    since `started` (`time.monotonic()`); `run_options` (verbose, on_event, report) as in `search`. `proxy`
+    itself when it is no proxy search or has not finished."""
     settings = proxy.settings
     top = settings.get("transfer_top")
     if not top or not proxy.finished:
@@ -112,8 +112,8 @@ def transfer_chained(
     if not fresh and rundir.is_run(target):
         return resume(target, data=data, time_budget=left, **run_options)
     progress.note(
-        f"proxy search done (on {settings['subset']:.0%} of the training rows); its {top} best configs now train "
-        f"on the whole data in {target}"
+        f"proxy search done (on {settings['subset']:.0%} of the training rows); {top} of its configs (its "
+        f"accuracy-vs-cost front first) now train on the whole data in {target}, cheapest first"
     )
     options: dict[str, Any] = {n: settings.get(n) for n in DATA_OPTIONS if n != "subset"} | {"task": settings["task"]}
     if options["image_shape"]:
