@@ -195,6 +195,29 @@ def parameter_count(config: dict[str, Any], input_shape: Sequence[int], num_outp
     return sum(n_in * n_out + n_out for n_in, n_out in itertools.pairwise(widths))
 
 
+def flop_count(config: dict[str, Any], input_shape: Sequence[int], num_outputs: int) -> int:
+    """The forward FLOPs per sample of `build_model(config, input_shape, num_outputs)` as `cost.count_flops`
+    counts them (2 per multiply-add of the convolutions and linear layers; biases, normalization, pooling and
+    activations free), from the config alone."""
+    if config["network"] != "cnn":
+        widths = [math.prod(int(d) for d in input_shape), *(int(w) for w in config["hidden_nodes"]), num_outputs]
+        return sum(2 * n_in * n_out for n_in, n_out in itertools.pairwise(widths))
+    layout = cnn_layout(config, input_shape)
+    c_in = [int(input_shape[0]), *layout.channels[:-1]]
+    height, width = int(input_shape[-2]), int(input_shape[-1])
+    maps = []  # each layer's output map (height, width): a downsampling layer halves it, rounding up
+    for stride_h, stride_w in layout.strides:
+        height, width = math.ceil(height / stride_h), math.ceil(width / stride_w)
+        maps.append((height, width))
+    total = sum(2 * h * w * c_in[i] * c * 9 for i, (c, (h, w)) in enumerate(zip(layout.channels, maps, strict=True)))
+    for first, last in layout.shortcut_groups:  # the 1x1 conv shortcuts (where the group changes the shape)
+        group = layout.strides[first : last + 1]
+        if c_in[first] != layout.channels[last] or any(s != (1, 1) for s in group):
+            h, w = maps[last]
+            total += 2 * h * w * c_in[first] * layout.channels[last]
+    return total + 2 * layout.channels[-1] * num_outputs
+
+
 def architecture_key(config: dict[str, Any], input_shape: Sequence[int]) -> tuple[Any, ...]:
     """What decides the network a config trains and how: configs with equal keys train the same model
     (e.g. dropout probabilities of a network with no dropout layer), so a grid trains one of them."""

@@ -233,21 +233,19 @@ class Scorer:
         return self.penalty != "time" or self.baselines.time_measure == timing.COST_MODEL
 
     def cost_of(self, config: dict[str, Any]) -> KnownCost:
-        """What `config` costs, from the network built on the meta device (no memory, no training), and its
-        latency measured on the search's device when the run needs it."""
+        """What `config` costs, from the config (`models.parameter_count`, `models.flop_count`) and the network
+        built on the meta device (no memory, no training), and its latency measured on the search's device
+        when the run needs it."""
         import torch
 
-        from deepncheap.cost import count_flops, count_layers, count_parameters
-        from deepncheap.models import build_model
+        from deepncheap.cost import count_layers
+        from deepncheap.models import build_model, flop_count, parameter_count
 
         dataset = self.dataset
+        shape, outputs = dataset.input_shape, dataset.num_outputs
         with torch.device("meta"):
-            model = build_model(config, dataset.input_shape, dataset.num_outputs)
-            n_params, flops, layers = (
-                count_parameters(model),
-                count_flops(model, dataset.input_shape),
-                count_layers(model),
-            )
+            layers = count_layers(build_model(config, shape, outputs))
+        n_params, flops = parameter_count(config, shape, outputs), flop_count(config, shape, outputs)
         features = timing.cost_features(
             layers=layers,
             n_params=n_params,

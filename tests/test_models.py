@@ -124,3 +124,26 @@ def test_the_parameter_count_from_the_config_is_that_of_the_built_network(networ
             with torch.device("meta"):
                 built = count_parameters(build_model(config, shape, outputs))
             assert parameter_count(config, shape, outputs) == built, config
+
+
+@pytest.mark.parametrize(
+    ("network", "shape", "overrides"),
+    [
+        ("cnn", (1, 8, 8), {}),
+        ("cnn", (3, 32, 32), {"shortcut_every": [0, 3]}),
+        ("cnn", (3, 7, 9), {"num_conv_layers": [1, 6], "shortcut_every": [1, 2], "downsampling": "stride"}),
+        ("cnn", (1, 1, 60), {"num_conv_layers": [1, 6], "shortcut_every": [1, 2]}),
+        ("mlp", (3, 8, 8), {"num_hidden_layers": [0, 3]}),
+    ],
+)
+def test_the_flop_count_from_the_config_is_that_of_the_built_network(network, shape, overrides):
+    """The search orders and bounds configs by the count from the config alone: it must be torch's count."""
+    from deepncheap.cost import count_flops
+    from deepncheap.models import flop_count
+
+    space = SearchSpace.create(network, overrides)
+    for outputs in (1, 10):
+        for config in space.sample(40, method="random", seed=outputs):
+            with torch.device("meta"):
+                counted = count_flops(build_model(config, shape, outputs), shape)
+            assert flop_count(config, shape, outputs) == counted, config
