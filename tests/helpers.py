@@ -57,3 +57,31 @@ def instant_trial(config, data, *, input_shape, num_outputs, epochs, seed, on_ep
     accuracy = random.Random(seed).uniform(0.8, 0.99)
     result = TrainResult(model, [accuracy] * epochs, 0, accuracy, 0.3, [0.1] * epochs)
     return TrialMeasurements(sum(p.numel() for p in model.parameters()), 1000, result, 0.1)
+
+
+def kill_once_a_trial_is_stored(command, run, *, timeout=180):
+    """Run `command` (a `dnc` subprocess, one torch thread) and SIGKILL it once the store in `run` holds a
+    complete trial; fails when the process ends first or the deadline passes."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from deepncheap.store import IncompleteStore
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # (one thread per trial: quicker on a busy machine; kept on resume)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        deadline = time.time() + timeout
+        stored = []
+        while time.time() < deadline and process.poll() is None and not stored:
+            with contextlib.suppress(FileNotFoundError, IncompleteStore), RunStore.open(run) as store:
+                stored = store.trials(status="complete")  # (the store may not be created yet, or be in creation)
+            time.sleep(0.02)
+        assert stored and process.poll() is None, process.stderr.read()
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.stderr.close()

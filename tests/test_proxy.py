@@ -2,22 +2,17 @@
 trained on the whole data, as two runs made by one command; resumed whichever part is missing (after a
 spent time budget, after a SIGKILL during the transfer); every refusal before anything is written."""
 
-import contextlib
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import stored_trials
+from helpers import kill_once_a_trial_is_stored, stored_trials
 
 import deepncheap
 from deepncheap.cli import main
-from deepncheap.store import IncompleteStore, RunStore
+from deepncheap.store import RunStore
 from deepncheap.transfer import best_configs
 
 DNC = str(Path(sys.executable).parent / "dnc")
@@ -102,21 +97,7 @@ def test_a_proxy_search_killed_during_its_transfer_resumes_the_transfer(tmp_path
     command = [DNC, "search", "--data", "digits", "--network", "mlp", "--method", "random", "--max-trials", "4",
                "--penalty", "params", "--proxy", "0.2", "--transfer-top", "4", "--proxy-epochs", "1", "--epochs", "25",
                "--space", str(space_file(tmp_path)), "--out", str(out), "--quiet", "--no-report"]  # fmt: skip
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    try:
-        deadline = time.time() + 180
-        stored = []
-        while time.time() < deadline and process.poll() is None and not stored:
-            with contextlib.suppress(FileNotFoundError, IncompleteStore), RunStore.open(target) as store:
-                stored = store.trials(status="complete")  # (the store may not be created yet, or be in creation)
-            time.sleep(0.02)
-        assert stored and process.poll() is None, process.stderr.read()
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        process.kill()
-        process.stderr.close()
+    kill_once_a_trial_is_stored(command, target)
     before = {t.trial_id: t for t in stored_trials(target) if t.status == "complete"}
     proxy_trials = stored_trials(out)
     assert 1 <= len(before) < 4

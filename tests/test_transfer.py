@@ -2,20 +2,17 @@
 side with the source (transfer.json, the printed table, `dnc show`), the source never touched, every
 refusal before anything is written, and a killed transfer resumed without training a stored trial again."""
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import stored_trials
+from helpers import kill_once_a_trial_is_stored, stored_trials
 
 import deepncheap
 from deepncheap.cli import main
@@ -26,7 +23,7 @@ from deepncheap.models import network_key
 from deepncheap.rundir import claimed
 from deepncheap.settings import SearchSettings
 from deepncheap.space import SearchSpace
-from deepncheap.store import SCHEMA_VERSION, IncompleteStore, RunStore, ranked
+from deepncheap.store import SCHEMA_VERSION, RunStore, ranked
 from deepncheap.transfer import best_configs
 
 DNC = str(Path(sys.executable).parent / "dnc")
@@ -256,22 +253,7 @@ def test_a_killed_transfer_resumes_without_training_a_stored_trial_again(source,
     every row of transfer.json."""
     out = tmp_path / "out"
     command = [DNC, "transfer", str(source), "--data", "digits", "--top", "4", "--epochs", "15", "--out", str(out)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")  # (one thread per trial: quicker on a busy machine; kept on resume)
-    process = subprocess.Popen([*command, "--quiet", "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=env)  # fmt: skip
-    try:
-        deadline = time.time() + 120
-        stored = []
-        while time.time() < deadline and process.poll() is None and not stored:
-            with contextlib.suppress(FileNotFoundError, IncompleteStore), RunStore.open(out) as store:
-                stored = store.trials(status="complete")  # (the store may not be created yet, or be in creation)
-            time.sleep(0.02)
-        assert stored and process.poll() is None, process.stderr.read()
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        process.kill()
-        process.stderr.close()
+    kill_once_a_trial_is_stored([*command, "--quiet", "--no-report"], out)
     before = {t.trial_id: t for t in stored_trials(out) if t.status == "complete"}
     assert 1 <= len(before) < 4 and not (out / "transfer.json").exists()
 
