@@ -17,8 +17,11 @@ its stage at the same epoch: `median` than their median (complete trials), `asha
 `MIN_PEERS` such trials. A pruned trial keeps its partial curve and is recorded `pruned` with its reason and
 an objective: the bound, or its objective when it stopped.
 
-What the GP sees for a pruned trial (`gp_value`): its bound (a value it cannot beat, at or above the
-incumbent); for a trial stopped by a learning-curve rule, not its objective at the rung (an early epoch
+What the GP sees for a pruned trial (`gp_value`): for a trial the bound stopped, not the bound itself (its
+f_p at the floor makes an expensive config look as good as the incumbent, which drew the GP towards the
+expensive configs it had just ruled out: benchmarks/early_stopping.py) but the objective its cost would have
+with the median f_p of the stage's complete trials (at least its bound); for a trial stopped by a
+learning-curve rule, not its objective at the rung (an early epoch
 scores far worse than any finished trial, which taught the GP that whatever learns slowly, e.g. every small
 network, is hopeless: benchmarks/early_stopping.py) but the final objective its rank at the rung predicts:
 the quantile of the complete peers' final objectives at the share of peers that stood better than it there.
@@ -66,8 +69,15 @@ def gp_value(trial: Trial, peers: list[Trial], wc: float) -> float:
     """The objective the GP sees for `trial` (see above); `peers`: the finished trials of its stage."""
     assert trial.objective is not None
     epoch = len(trial.val_curve)
-    if trial.status != "pruned" or trial.reason == BOUND_REASON or trial.violation is not None or not epoch:
+    if trial.status != "pruned" or trial.violation is not None:
         return trial.objective  # (a trial stopped by a constraint: its objective when it stopped)
+    if trial.reason == BOUND_REASON:
+        errors = [p.f_p for p in peers if p.status == "complete" and p.f_p is not None]
+        if not errors or trial.f_c is None:
+            return trial.objective
+        return max(trial.objective, math.log10(float(np.median(errors)) + wc * trial.f_c))
+    if not epoch:
+        return trial.objective
     complete = [p for p in peers if p.status == "complete" and p.objective is not None and len(p.val_curve) > epoch]
     if not complete:
         return trial.objective

@@ -2,7 +2,9 @@ import json
 
 import numpy as np
 import pytest
+from helpers import stored_trials
 
+import deepncheap
 from deepncheap.errors import SpaceError
 from deepncheap.space import (
     CNN_KEYS,
@@ -158,6 +160,33 @@ def test_core_stage_trains_with_the_reference_defaults_or_the_architecture_stage
     (ours,) = space.sample(1, stage="core", seed=0, base=space.architecture_stage_training())
     assert (ours["lr"], ours["batch_size"], ours["weight_decay"]) == (1e-2, 48, 0.0)
     assert {k: v for k, v in ours.items() if k not in ("lr",)} == {k: v for k, v in reference.items() if k != "lr"}
+
+
+def test_defaults_of_unsearched_choices_are_values_the_space_allows():
+    overrides = {"do_fracs": [0, 0.25, 0.5], "bn_fracs": [0.75], "downsampling": ["stride"], "drop_probs": [0.4],
+                 "input_drop_probs": [0.05], "shortcut_every": [2]}  # fmt: skip
+    space = SearchSpace.create("cnn", {"num_conv_layers": [4, 5], **overrides})
+    (core,) = space.sample(1, stage="core", seed=0)
+    assert (core["do_frac"], core["bn_frac"], core["downsampling"]) == (0.5, 0.75, "stride")
+    assert (core["drop_prob"], core["input_drop_prob"], core["shortcut_every"]) == (0.4, 0.05, 2)
+    (mlp,) = SearchSpace.create("mlp", {"drop_probs_mlp": [0.5]}).sample(1, stage="core", seed=0)
+    assert mlp["drop_prob"] == 0.5
+    default = SearchSpace.create("cnn").largest_config()  # the reference's defaults where the space allows them
+    assert (default["do_frac"], default["bn_frac"], default["drop_prob"]) == (1, 1, 0.3)
+    assert default["downsampling"] == "maxpool"
+
+
+def test_every_trained_config_lies_in_the_space(tmp_path):
+    """A search whose space leaves out the reference's default dropout fraction (1: every layer) never trains
+    a config with it, nor ends with one (the core stage used to train every config at do_frac 1)."""
+    space = {"num_conv_layers": [4, 4], "channels_first": [8, 8], "channels_upper": 16, "do_fracs": [0, 0.25],
+             "drop_probs": [0.15], "input_drop_probs": [0.1], "bn_fracs": [1], "downsampling": ["maxpool"]}  # fmt: skip
+    result = deepncheap.search(
+        data="digits", network="cnn", space=space, epochs=1, prior_points=2, bo_steps=0, penalty="params",
+        prune="none", out=tmp_path / "run", verbose=False, report=False,
+    )  # fmt: skip
+    assert {t.config["do_frac"] for t in stored_trials(result.run_dir)} <= {0.0, 0.25}
+    assert result.best_config["do_frac"] in (0.0, 0.25)
 
 
 @pytest.mark.parametrize("name", ["bn_fracs", "do_fracs"])

@@ -101,19 +101,19 @@ def default_config(space: SearchSpace, *, depth: int, widths: list[int]) -> dict
             "network": "cnn",
             "num_conv_layers": depth,
             "channels": widths,
-            "downsampling": "maxpool",
-            "bn_frac": 1.0,
-            "do_frac": 1.0,
-            "input_drop_prob": DEFAULT_CNN_INPUT_DROP,
-            "drop_prob": DEFAULT_CNN_DROP,
-            "shortcut_every": default_shortcut_every(depth),
+            "downsampling": _allowed("maxpool", space.downsampling),
+            "bn_frac": _allowed(1.0, space.bn_fracs),
+            "do_frac": _allowed(1.0, space.do_fracs),
+            "input_drop_prob": _allowed(DEFAULT_CNN_INPUT_DROP, space.input_drop_probs),
+            "drop_prob": _allowed(DEFAULT_CNN_DROP, space.drop_probs),
+            "shortcut_every": _allowed(default_shortcut_every(depth), space.shortcut_every),
             **training,
         }
     return {
         "network": "mlp",
         "num_hidden_layers": depth,
         "hidden_nodes": widths,
-        "drop_prob": DEFAULT_MLP_DROP,
+        "drop_prob": _allowed(DEFAULT_MLP_DROP, space.drop_probs_mlp),
         **training,
     }
 
@@ -202,6 +202,16 @@ def default_shortcut_every(depth: int) -> int:
     if depth <= 8:
         return 0
     return 4 if depth <= 14 else 2
+
+
+def _allowed(default: Any, choices: tuple[Any, ...]) -> Any:
+    """The default of a choice hyperparameter when the space allows it, else the allowed choice nearest to it
+    (the first for text): a config never holds a value the user's space left out."""
+    if default in choices:
+        return default
+    if isinstance(default, str):
+        return choices[0]
+    return min(choices, key=lambda choice: (abs(choice - default), choice))
 
 
 def _clip(value: float, bounds: tuple[float, float]) -> float:
