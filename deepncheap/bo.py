@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 from threadpoolctl import threadpool_limits
 
 from deepncheap.constraints import LIKELY
@@ -135,6 +135,27 @@ def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float, xi: flo
     return np.where(std > 1e-12, np.maximum(ei, 0.0), np.maximum(improvement, 0.0))
 
 
+QUANTILES = 64  # points of the quadrature of EI through a known cost (`known_cost_ei`)
+
+
+def known_cost_ei(mean: np.ndarray, std: np.ndarray, cost: np.ndarray, best: float, xi: float = XI) -> np.ndarray:
+    """EI for minimizing f = log10(10^g + cost) where g ~ N(mean, std²) is the GP's log10 f_p and `cost`
+    (w_c·f_c, known before training) is exact: E[max(best - ξ - f, 0)]. f improves only where g < g* =
+    log10(10^(best - ξ) - cost) (nowhere when the cost alone reaches best - ξ: the cost bound); EI is
+    integrated over that region in equal steps of the normal's probability (midpoint rule), so that even a
+    candidate whose improvement lies far in the tail gets its small EI, not 0."""
+    target = best - xi
+    room = np.power(10.0, target) - cost
+    g_star = np.log10(np.where(room > 0, room, 1.0))
+    safe_std = np.where(std > 0, std, 1.0)
+    reach = np.where(room > 0, ndtr((g_star - mean) / safe_std), 0.0)  # P(g < g*)
+    steps = (np.arange(QUANTILES) + 0.5) / QUANTILES
+    g = mean[:, None] + safe_std[:, None] * ndtri(np.maximum(reach[:, None] * steps[None, :], 1e-300))
+    gain = np.maximum(target - np.log10(np.power(10.0, g) + cost[:, None]), 0.0).mean(axis=1)
+    exact = np.maximum(target - np.log10(np.power(10.0, mean) + cost), 0.0)
+    return np.where(std > 0, reach * gain, exact)
+
+
 @dataclass(frozen=True)
 class Choice:
     """The candidate a BO step picks, every candidate's EI, and notes on anything unusual (for the run's log)."""
@@ -156,6 +177,7 @@ def propose(
     noise: float | None = None,
     pending: list[np.ndarray] | None = None,
     feasibility: Callable[[int], float] | None = None,
+    known_cost: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Choice:
     """The candidate with the highest EI among those not observed or pending already.
 
@@ -174,11 +196,21 @@ def propose(
     divided by the objectives' standard deviation, noise variance `DEFAULT_NOISE`. reference: raw
     objectives, the given constant `prior_mean` (the mean of the stage's prior points), unit variance, ξ as
     is, noise `NOISE`. `noise` replaces the mode's noise variance.
+
+    `known_cost` (default mode): (w_c·f_c of the observed configs, of the candidates), when the cost follows
+    from the config (`--penalty params`). The GP then models only what training tells, g = log10 f_p (f_p =
+    10^y - w_c·f_c), and EI takes the exact cost of each candidate into account (`known_cost_ei`) instead of
+    asking the GP to learn it from a few trials.
     """
     y = np.asarray(y, dtype=float)
+    best_objective = float(y.min())
+    if known_cost is not None and mode == "default":
+        errors = np.power(10.0, y) - known_cost[0]
+        floor = float(errors[errors > 0].min()) if np.any(errors > 0) else 1e-6
+        y = np.log10(np.maximum(errors, floor))
     if mode == "default":
-        scale = float(y.std()) or 1.0
-        target, mean0, xi_scaled = (y - y.mean()) / scale, 0.0, xi / scale
+        center, scale = float(y.mean()), float(y.std()) or 1.0
+        target, mean0, xi_scaled = (y - center) / scale, 0.0, xi / scale
         noise = DEFAULT_NOISE if noise is None else noise
     elif mode == "reference":
         target, mean0, xi_scaled = y, float(y.mean() if prior_mean is None else prior_mean), xi
@@ -206,7 +238,13 @@ def propose(
     notes = []
     if jitter > noise:
         notes.append(f"the GP needed jitter {jitter:.0e} (noise {noise:.0e}): some observations nearly coincide")
-    ei = np.where(excluded, -np.inf, expected_improvement(mean, std, incumbent, xi_scaled))
+    if known_cost is not None and mode == "default":
+        mean, std = center + scale * mean, scale * std  # (log10 f_p)
+        ei = known_cost_ei(mean, std, known_cost[1], best_objective, xi)
+        mean, std = np.log10(np.power(10.0, mean - std) + known_cost[1]), np.zeros_like(std)  # (the fallback)
+    else:
+        ei = expected_improvement(mean, std, incumbent, xi_scaled)
+    ei = np.where(excluded, -np.inf, ei)
     if excluded.all():
         notes.append("every candidate was trained already; the first one is trained again")
         return Choice(0, ei, tuple(notes))

@@ -270,7 +270,11 @@ class Scorer:
     def params_bound(self, config: dict[str, Any]) -> float:
         """The bound of `config` under `--penalty params`, from its parameter count alone (cheaper than
         `cost_of`: no FLOPs are counted)."""
-        return self.bound(self.n_params(config) / self.baselines.n_params)
+        return self.bound(self.params_cost(config))
+
+    def params_cost(self, config: dict[str, Any]) -> float:
+        """f_c of `config` under `--penalty params`: its parameter count over the baseline's."""
+        return self.n_params(config) / self.baselines.n_params
 
     def cost_rank(self, config: dict[str, Any]) -> float:
         """What `config` costs before training, to order configs by: its f_c when known before training

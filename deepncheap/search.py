@@ -327,6 +327,8 @@ def _run_method(
                 cost_rank=memoized(scorer.cost_rank),
                 cost_bound=scorer.params_bound if settings.penalty == "params" else None,
             )
+        if settings.penalty == "params" and settings.wc > 0:
+            context = replace(context, known_cost=scorer.params_cost)
         if constraints:
             progress.note(f"constraints: {constraints.describe()}")
             context = replace(context, **_constraint_context(constraints, scorer, costs))

@@ -226,3 +226,36 @@ def test_when_every_expected_improvement_is_zero_the_lowest_mean_minus_std_is_ch
     mean, std = bo.gp_posterior(k, np.zeros(1), bo.kernel_matrix(cand, obs, terms), prior_mean=1e3)
     assert choice.index == int(np.argmin(mean - std)) != 0
     assert any("expected improvement was 0" in note for note in choice.notes)
+
+
+def test_known_cost_ei_integrates_the_gp_error_through_the_exact_cost():
+    mean, std = np.array([-2.0, -2.0, -1.5]), np.array([0.0, 0.0, 0.3])
+    cost = np.array([0.0, 0.01, 0.0])
+    ei = bo.known_cost_ei(mean, std, cost, best=-1.9, xi=0.0)
+    assert ei[0] == pytest.approx(0.1)  # no uncertainty: best - log10(10^-2)
+    assert ei[1] == pytest.approx(max(-1.9 - math.log10(0.01 + 0.01), 0.0))  # (a cost that rules it out: 0)
+    plain = bo.expected_improvement(mean[2:], std[2:], -1.9, xi=0.0)  # no cost: the usual EI, to quadrature
+    assert ei[2] == pytest.approx(plain[0], rel=0.01)
+
+
+def test_with_a_known_cost_the_gp_models_the_error_and_ei_adds_each_candidate_s_cost():
+    """Two candidates the GP cannot tell apart by error: the cheaper one is chosen, whatever the objectives of
+    the observed trials say about cost (which the plain GP would have to learn)."""
+    space, observed, candidates, y = random_problem(seed=6)
+    terms = space.kernel("training")
+    obs = space.encode("training", observed)
+    twins = space.encode("training", [candidates[0], candidates[0]])
+    f_p = np.power(10.0, y)
+    observed_cost = np.full(len(y), 0.2)
+    objectives = np.log10(f_p + observed_cost)
+    choice = bo.propose(obs, objectives, twins, terms, known_cost=(observed_cost, np.array([0.5, 0.001])))
+    assert choice.index == 1
+    assert choice.ei[1] > choice.ei[0]
+    # what the GP sees is log10 f_p: the same proposal as a plain GP on log10 f_p when every cost is 0
+    cand = space.encode("training", candidates)
+    zero = np.zeros(len(candidates))
+    with_cost = bo.propose(obs, y, cand, terms, known_cost=(np.zeros(len(y)), zero)).ei
+    plain = bo.propose(obs, y, cand, terms).ei  # (on the standardized scale)
+    relevant = plain > 1e-3 * plain.max()
+    assert relevant.sum() >= 3
+    assert np.allclose(with_cost[relevant] / y.std(), plain[relevant], rtol=0.02)

@@ -20,7 +20,7 @@ from deepncheap import search_cost
 from deepncheap.data import load_dataset
 from deepncheap.errors import SettingsError
 from deepncheap.objective import Baselines, Scorer
-from deepncheap.pruning import BOUND_REASON, MIN_PEERS, TIME_SLACK, Pruner, rungs
+from deepncheap.pruning import BOUND_REASON, MIN_PEERS, TIME_SLACK, Pruner, gp_value, rungs
 from deepncheap.show import show_run
 from deepncheap.store import EpochRecord, RunStore, Trial
 from deepncheap.train import EpochReport
@@ -245,6 +245,19 @@ def test_asha_also_counts_pruned_trials_that_reached_the_rung_and_median_does_no
         stage="core", f_c=0.1, reports=reports, incumbent=None, peers=lambda s: complete + pruned
     )
     assert asha is not None and median is None
+
+
+def test_the_gp_sees_a_bound_pruned_trial_at_its_cost_with_the_stage_s_median_error():
+    """Not at its bound (f_p at the floor), which makes an expensive config look as good as the incumbent."""
+    complete = [dataclasses.replace(_peer(i, "complete", [0.9])[0], f_p=f_p, objective=-1.0) for i, f_p in
+                enumerate([0.02, 0.04, 0.06])]  # fmt: skip
+    bound = np.log10(0.5 / N_VAL_IRIS + 0.1 * 0.5)
+    pruned = dataclasses.replace(_peer(9, "pruned", [])[0], f_c=0.5, objective=bound, reason=BOUND_REASON, epochs=0)
+    assert gp_value(pruned, [*complete, pruned], 0.1) == pytest.approx(np.log10(0.04 + 0.1 * 0.5))
+    assert gp_value(pruned, [pruned], 0.1) == pytest.approx(bound)  # (no complete trial in its stage yet)
+    assert gp_value(complete[0], complete, 0.1) == -1.0
+    cheap = dataclasses.replace(pruned, f_c=0.0, objective=-0.5)  # never below its bound
+    assert gp_value(cheap, [*complete, cheap], 0.1) == -0.5
 
 
 def test_pruning_reaches_worker_processes(tmp_path):

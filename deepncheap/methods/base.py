@@ -25,7 +25,9 @@ class MethodContext:
     space, the data's input shape (grids skip configs that build the same network) and, when pruning is on,
     a config's cost before training (`cost_rank`: prior points and grids train cheapest first, so that the
     bound can rule out the expensive ones once a cheap one set the incumbent) and, when pruning knows it
-    before training, its cost bound (`pruning.py`: BO drops candidates it rules out). With constraints
+    before training, its cost bound (`pruning.py`: BO drops candidates it rules out). With `--penalty params`
+    and w_c > 0, a config's f_c from its parameter count (`known_cost`: the GP models f_p alone and expected
+    improvement adds each candidate's exact cost, `bo.propose`). With constraints
     (`constraints.py`): the exact ones a config violates (`violations`) and the predicted epoch-time limit
     (`epoch_time`); methods propose complying configs only (`sample`, `complying`, `feasibility`)."""
 
@@ -33,6 +35,7 @@ class MethodContext:
     space: SearchSpace
     input_shape: tuple[int, ...]
     cost_bound: Callable[[dict[str, Any]], float] | None = None  # a config's cost bound, when known before training
+    known_cost: Callable[[dict[str, Any]], float] | None = None  # a config's f_c, when cheap to know (params)
     cost_rank: Callable[[dict[str, Any]], float] | None = None  # a config's cost before training (any unit)
     violations: Callable[[dict[str, Any]], list[str]] | None = None  # the exact constraints a config violates
     epoch_time: EpochTimeLimit | None = None  # --max-epoch-time, predicted

@@ -108,9 +108,20 @@ def _propose(
         prior_mean=float(np.mean([t.objective for t in prior])) if prior else None,
         pending=space.encode(stage, pending) if pending else None,
         feasibility=None if feasible is None else (lambda i: feasible(candidates[i])),
+        known_cost=_known_costs(context, finished, candidates),
     )
     notes = tuple(f"{stage} BO step {step}: {note}" for note in choice.notes)
     return Proposal(candidates[choice.index], stage, index, notes)
+
+
+def _known_costs(
+    context: MethodContext, finished: list[Trial], candidates: list[dict[str, Any]]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """w_c·f_c of the finished trials and of the candidates, when the cost follows from the config."""
+    if context.known_cost is None:
+        return None
+    wc, cost = context.settings.wc, context.known_cost
+    return wc * np.array([cost(t.config) for t in finished]), wc * np.array([cost(c) for c in candidates])
 
 
 def _within_bound(context: MethodContext, history: History, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
