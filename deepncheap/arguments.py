@@ -118,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--prune",
         default=DEFAULT_PRUNE,
-        help=f"{' | '.join(PRUNE_MODES)}: never finish trials whose cost alone cannot beat the best (bound), and "
-        f"stop trials that trail their stage at 1/4 and 1/2 of their epochs (median, asha) (default: {DEFAULT_PRUNE})",
+        help=f"{' | '.join(PRUNE_MODES)}: never finish trials whose cost alone cannot beat the best (bound), also "
+        "stop those whose most optimistic projection cannot (projection), or those that trail their stage at 1/4 "
+        f"and 1/2 of their epochs (median, asha) (default: {DEFAULT_PRUNE})",
     )
     s.add_argument(
         "--bo-mode",

@@ -205,10 +205,13 @@ class Scorer:
     def partial(self, val_scores: list[float], epoch_times_s: list[float], f_c: float | None) -> float:
         """The objective of a training so far (its best validation epoch, and its cost: `f_c` when known
         before training, else its epochs' time)."""
+        return self.value(self.error_so_far(val_scores), self.timed_cost(epoch_times_s) if f_c is None else f_c)
+
+    def error_so_far(self, val_scores: list[float]) -> float:
+        """f_p of a training so far: its best validation epoch."""
         classification = self.dataset.task == "classification"
         best = max(val_scores) if classification else min(val_scores)
-        f_p = self.performance(best if classification else None, None if classification else best)
-        return self.value(f_p, self.timed_cost(epoch_times_s) if f_c is None else f_c)
+        return self.performance(best if classification else None, None if classification else best)
 
     def performance(self, val_accuracy: float | None, val_mse: float | None) -> float:
         """f_p of a best validation accuracy (classification) or MSE in standardized units (regression)."""

@@ -10,21 +10,26 @@ it has an incumbent to compare with early, a stage's prior points and the grids 
 parameters, or by the cost model's epoch: `Scorer.cost_rank`) when pruning is on and w_c > 0 (at w_c 0
 the bound rules out nothing); BO proposes on its own.
 
-The learning-curve rules stop a running trial at its rungs (`rungs`: after 1/4 and 1/2 of its epochs) when
-its objective so far (best validation epoch so far, its cost) is worse than that of the finished trials of
-its stage at the same epoch: `median` than their median (complete trials), `asha` than their top 1/`ETA`
-(complete trials and pruned ones that reached the rung, as successive halving does); never before
-`MIN_PEERS` such trials. A pruned trial keeps its partial curve and is recorded `pruned` with its reason and
-an objective: the bound, or its objective when it stopped.
+The learning-curve rules stop a running trial at its rungs (`rungs`: after 1/4 and 1/2 of its epochs, and
+for `projection` also after 1/8 and 3/4):
+`projection` when even its most optimistic projection cannot beat the incumbent: its f_p so far shrunk by
+the largest improvement any complete trial of its stage made from that epoch to its end (f_p final over
+f_p then), with its cost; `median` and `asha` when its objective so far (best validation epoch so far, its
+cost) is worse than that of the finished trials of its stage at the same epoch: `median` than their median
+(complete trials), `asha` than their top 1/`ETA` (complete trials and pruned ones that reached the rung,
+as successive halving does). None acts before `MIN_PEERS` such trials. A pruned trial keeps its partial
+curve and is recorded `pruned` with its reason and an objective: the bound, or its objective when it stopped.
 
 What the GP sees for a pruned trial (`gp_value`): for a trial the bound stopped, not the bound itself (its
 f_p at the floor makes an expensive config look as good as the incumbent, which drew the GP towards the
 expensive configs it had just ruled out: benchmarks/early_stopping.py) but the objective its cost would have
-with the median f_p of the stage's complete trials (at least its bound); for a trial stopped by a
-learning-curve rule, not its objective at the rung (an early epoch
-scores far worse than any finished trial, which taught the GP that whatever learns slowly, e.g. every small
-network, is hopeless: benchmarks/early_stopping.py) but the final objective its rank at the rung predicts:
-the quantile of the complete peers' final objectives at the share of peers that stood better than it there.
+with the median f_p of the stage's complete trials (at least its bound); for a trial stopped by
+`projection`, its f_p at the rung shrunk by the *median* improvement of those trials from that epoch (what
+it would most likely have reached), with its cost; for a trial stopped by `median` or `asha`, not its
+objective at the rung (an early epoch scores far worse than any finished trial, which taught the GP that
+whatever learns slowly, e.g. every small network, is hopeless: benchmarks/early_stopping.py) but the final
+objective its rank at the rung predicts: the quantile of the complete peers' final objectives at the share
+of peers that stood better than it there.
 """
 
 from __future__ import annotations
@@ -44,8 +49,8 @@ if TYPE_CHECKING:
     from deepncheap.train import EpochReport
 
 T = TypeVar("T")
-PRUNE_MODES = ("none", "bound", "median", "asha")
-DEFAULT_PRUNE = "bound"
+PRUNE_MODES = ("none", "bound", "projection", "median", "asha")
+DEFAULT_PRUNE = "projection"
 MIN_PEERS = 5  # finished trials of a stage at a rung before a learning-curve rule stops anything there
 ETA = 3  # asha keeps the top 1/ETA at each rung
 TIME_SLACK = 0.1  # a measured epoch may be this much slower than the trial's final time per epoch
@@ -81,19 +86,31 @@ def gp_value(trial: Trial, peers: list[Trial], wc: float) -> float:
     complete = [p for p in peers if p.status == "complete" and p.objective is not None and len(p.val_curve) > epoch]
     if not complete:
         return trial.objective
+    if trial.reason is not None and trial.reason.startswith("projection") and trial.f_p is not None:
+        assert trial.f_c is not None
+        return math.log10(trial.f_p * float(np.median(improvements(complete, epoch))) + wc * trial.f_c)
     better = sum(_objective_at(p, epoch, wc) < trial.objective for p in complete)
     return float(np.quantile([p.objective for p in complete], better / len(complete)))
 
 
 def _objective_at(trial: Trial, epoch: int, wc: float) -> float:
     """A complete trial's objective after `epoch` epochs, from its stored curve and cost."""
+    assert trial.f_c is not None
+    return math.log10(_error_at(trial, epoch) + wc * trial.f_c)
+
+
+def _error_at(trial: Trial, epoch: int) -> float:
+    """A complete trial's f_p after `epoch` epochs (its best validation epoch up to then), from its curve."""
     curve = trial.val_curve[:epoch]
-    assert trial.f_p is not None and trial.f_c is not None
+    assert trial.f_p is not None
     if trial.val_accuracy is not None:  # classification: f_p = 1 - best accuracy (floored)
-        f_p = max(1.0 - max(curve), trial.f_p)
-    else:  # regression: f_p is the best MSE over a constant
-        f_p = min(curve) * trial.f_p / min(trial.val_curve)
-    return math.log10(f_p + wc * trial.f_c)
+        return max(1.0 - max(curve), trial.f_p)
+    return min(curve) * trial.f_p / min(trial.val_curve)  # regression: f_p is the best MSE over a constant
+
+
+def improvements(complete: list[Trial], epoch: int) -> list[float]:
+    """How much each complete trial's f_p shrank from `epoch` to its end (final f_p over f_p then, <= 1)."""
+    return [t.f_p / _error_at(t, epoch) for t in complete if t.f_p is not None and len(t.val_curve) > epoch]
 
 
 def memoized(cost: Callable[[dict[str, Any]], T]) -> Callable[[dict[str, Any]], T]:
@@ -110,9 +127,11 @@ def memoized(cost: Callable[[dict[str, Any]], T]) -> Callable[[dict[str, Any]], 
     return cached
 
 
-def rungs(epochs: int) -> tuple[int, ...]:
-    """The epochs at which the learning-curve rules look at a trial: 1/4 and 1/2 of its epochs."""
-    return tuple(sorted({e for e in (epochs // 4, epochs // 2) if 0 < e < epochs}))
+def rungs(epochs: int, mode: str = "median") -> tuple[int, ...]:
+    """The epochs at which a learning-curve rule looks at a trial: 1/4 and 1/2 of its epochs, and for
+    `projection` (which stops only what cannot beat the incumbent) also 1/8 and 3/4."""
+    fractions = (1 / 8, 1 / 4, 1 / 2, 3 / 4) if mode == "projection" else (1 / 4, 1 / 2)
+    return tuple(sorted({e for e in (int(epochs * f) for f in fractions) if 0 < e < epochs}))
 
 
 @dataclass(frozen=True)
@@ -154,12 +173,14 @@ class Pruner:
             bound = self.scorer.bound(self.scorer.timed_cost(times) * (1 - TIME_SLACK))
             if bound >= incumbent:
                 return Verdict(BOUND_REASON, bound)
-        if self.mode == "bound" or epoch not in rungs(self.epochs):
+        if self.mode == "bound" or epoch not in rungs(self.epochs, self.mode):
             return None
         scores = [r.val_score for r in reports]
         if not all(math.isfinite(s) for s in scores):
             return None  # (a diverging trial fails by itself)
         own = self.scorer.partial(scores, times, f_c)
+        if self.mode == "projection":
+            return self._projection(own, scores, times, f_c, peers(stage), epoch, incumbent)
         others = self._peer_objectives(peers(stage), epoch)
         if len(others) < MIN_PEERS:
             return None
@@ -169,6 +190,26 @@ class Pruner:
             kept = math.ceil((len(others) + 1) / ETA)
             worse = sum(o < own for o in others) >= kept
         return Verdict(f"{self.mode} at epoch {epoch}", own) if worse else None
+
+    def _projection(
+        self,
+        own: float,
+        scores: list[float],
+        times: list[float],
+        f_c: float | None,
+        peers: list[tuple[Trial, list[EpochRecord]]],
+        epoch: int,
+        incumbent: float | None,
+    ) -> Verdict | None:
+        """Stop the trial when its f_p so far, shrunk by the largest improvement of a complete peer from this
+        epoch on, with its cost, cannot beat the incumbent."""
+        complete = [t for t, _ in peers if t.status == "complete"]
+        ratios = improvements(complete, epoch)
+        if incumbent is None or len(ratios) < MIN_PEERS:
+            return None
+        cost = self.scorer.timed_cost(times) if f_c is None else f_c
+        optimistic = self.scorer.value(max(self.scorer.error_so_far(scores) * min(ratios), self.scorer.floor), cost)
+        return Verdict(f"projection at epoch {epoch}", own) if optimistic >= incumbent else None
 
     def _peer_objectives(self, peers: list[tuple[Trial, list[EpochRecord]]], epoch: int) -> list[float]:
         """The objectives of the peers at `epoch` (their records up to it): complete trials for `median`,

@@ -12,6 +12,7 @@ from helpers import kill_once_a_trial_is_stored, stored_trials
 
 import deepncheap
 from deepncheap.cli import main
+from deepncheap.pruning import DEFAULT_PRUNE
 from deepncheap.store import RunStore
 from deepncheap.transfer import best_configs
 
@@ -45,7 +46,7 @@ def test_one_call_searches_the_proxy_then_trains_its_best_configs_on_the_whole_d
     expected.sort(key=lambda c: source[c["source_trial_id"]].f_c)
     rows = sorted(stored_trials(target), key=lambda t: t.stage_index)
     assert [t.config for t in rows] == [c["config"] for c in expected]
-    assert transferred["prune"] == proxy["prune"] == "bound"
+    assert transferred["prune"] == proxy["prune"] == DEFAULT_PRUNE
     assert rows[0].status == "complete" and {t.status for t in rows} <= {"complete", "pruned"}
     assert all(t.epochs == 3 for t in rows if t.status == "complete")
     assert all(t.objective >= result.metrics["objective"] for t in rows if t.status == "pruned")

@@ -113,8 +113,9 @@ def test_the_cost_bound_finds_the_same_best_as_training_everything(tmp_path):
     assert pruned > 0
 
 
-def test_a_pruned_trial_keeps_its_partial_curve_and_reason(tmp_path):
-    result = deepncheap.search(out=tmp_path / "run", method="random", max_trials=12, prune="median", seed=1, **DIGITS)
+@pytest.mark.parametrize("mode", ["median", "projection"])
+def test_a_pruned_trial_keeps_its_partial_curve_and_reason(tmp_path, mode):
+    result = deepncheap.search(out=tmp_path / "run", method="random", max_trials=12, prune=mode, seed=1, **DIGITS)
     trials = stored_trials(result.run_dir)
     pruned = [t for t in trials if t.status == "pruned"]
     assert pruned
@@ -123,8 +124,8 @@ def test_a_pruned_trial_keeps_its_partial_curve_and_reason(tmp_path):
     with open(result.run_dir / "trials.csv", newline="") as handle:
         rows = {row["trial_id"]: row for row in csv.DictReader(handle)}
     for trial in pruned:
-        match = re.fullmatch(r"median at epoch (\d+)", trial.reason)
-        assert match and int(match.group(1)) in rungs(8)
+        match = re.fullmatch(rf"{mode} at epoch (\d+)", trial.reason)
+        assert match and int(match.group(1)) in rungs(8, mode)
         assert trial.epochs == int(match.group(1)) == len(trial.val_curve)  # serial: it stops at that very epoch
         assert [e.epoch for e in epochs if e.trial_id == trial.trial_id] == list(range(1, trial.epochs + 1))
         assert trial.objective == pytest.approx(np.log10(trial.f_p + 0.1 * trial.f_c))  # its objective so far
@@ -177,8 +178,9 @@ def _reports(accuracies, time_s=0.1):
     return [EpochReport(e + 1, a, 1.0, time_s) for e, a in enumerate(accuracies)]
 
 
-def test_rungs_are_a_quarter_and_a_half_of_the_epochs():
+def test_rungs_are_a_quarter_and_a_half_of_the_epochs_and_also_an_eighth_and_three_quarters_for_projection():
     assert rungs(20) == (5, 10) and rungs(8) == (2, 4) and rungs(3) == (1,) and rungs(1) == ()
+    assert rungs(20, "projection") == (2, 5, 10, 15) and rungs(10, "projection") == (1, 2, 5, 7)
 
 
 def test_the_bound_before_training_compares_floor_plus_cost_with_the_incumbent():
@@ -231,6 +233,48 @@ def test_learning_curve_rules_compare_with_the_stage_at_the_same_epoch(mode):
         )
         is None
     )  # (bound: no learning-curve rule)
+
+
+def _projection_peers():
+    """Five complete trials at 0.6 accuracy after 2 epochs (f_p 0.4) ending at f_p 0.10 ... 0.14: the
+    largest improvement from epoch 2 is 0.10 / 0.4 = 0.25, the median 0.12 / 0.4 = 0.3."""
+    peers = []
+    for i in range(5):
+        trial, records = _peer(i, "complete", [0.5, 0.6] + [0.9 - 0.01 * i] * 6)
+        f_p = 0.1 + 0.01 * i
+        peers.append(
+            (dataclasses.replace(trial, f_p=f_p, val_accuracy=1 - f_p, objective=np.log10(f_p + 0.01)), records)
+        )
+    return peers
+
+
+def test_projection_stops_a_trial_whose_most_optimistic_end_cannot_beat_the_incumbent():
+    pruner = Pruner("projection", _iris_scorer(), 8)  # rungs at epochs 1, 2, 4 and 6
+    peers = _projection_peers()
+
+    def verdict(accuracies, incumbent, found=peers):
+        return pruner.at_epoch(
+            stage="core", f_c=0.1, reports=_reports(accuracies), incumbent=incumbent, peers=lambda s: found
+        )
+
+    optimistic = np.log10(0.4 * 0.25 + 0.1 * 0.1)  # f_p 0.4 shrunk by the best improvement, and its cost
+    stopped = verdict([0.5, 0.6], incumbent=optimistic)
+    assert stopped.reason == "projection at epoch 2"
+    assert stopped.objective == pytest.approx(np.log10(0.4 + 0.01))  # its objective so far
+    assert verdict([0.5, 0.6], incumbent=optimistic - 1e-6) is not None
+    assert verdict([0.5, 0.6], incumbent=optimistic + 1e-6) is None  # could still win
+    assert verdict([0.5, 0.6, 0.6], incumbent=optimistic) is None  # epoch 3 is not a rung
+    assert verdict([0.5, 0.6], incumbent=None) is None  # nothing to beat yet
+    assert verdict([0.5, 0.6], incumbent=optimistic, found=peers[: MIN_PEERS - 1]) is None  # too few peers
+
+
+def test_the_gp_sees_a_projection_pruned_trial_at_its_median_projected_end():
+    peers = [t for t, _ in _projection_peers()]
+    pruned = dataclasses.replace(
+        _peer(9, "pruned", [0.5, 0.6])[0], f_p=0.4, val_accuracy=0.6, objective=np.log10(0.41),
+        reason="projection at epoch 2",
+    )  # fmt: skip
+    assert gp_value(pruned, [*peers, pruned], 0.1) == pytest.approx(np.log10(0.4 * 0.3 + 0.1 * 0.1))
 
 
 def test_asha_also_counts_pruned_trials_that_reached_the_rung_and_median_does_not():
