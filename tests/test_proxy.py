@@ -5,6 +5,7 @@ spent time budget, after a SIGKILL during the transfer); every refusal before an
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,9 +82,16 @@ def test_dnc_search_with_proxy_prints_the_side_by_side_table_and_the_card_gives_
 
 
 def test_a_proxy_search_stopped_by_its_budget_transfers_when_resumed(tmp_path):
-    out = tmp_path / "proxy"
-    stopped = deepncheap.search(data="iris", out=out, proxy=0.5, transfer_top=2, epochs=200, time_budget=0.5,
-                                **PROXY | {"max_trials": 3}, **QUIET)  # fmt: skip
+    """The budget runs out while the first trial ends (the event sink outlasts it), so the proxy search
+    stops with trials left and its transfer has not begun."""
+    out, budget_s = tmp_path / "proxy", 3.0
+
+    def outlast_the_budget(event):
+        if event["event"] == "trial_ended":
+            time.sleep(budget_s)
+
+    stopped = deepncheap.search(data="iris", out=out, proxy=0.5, transfer_top=2, epochs=2, time_budget=budget_s,
+                                on_event=outlast_the_budget, **PROXY | {"max_trials": 3}, **QUIET)  # fmt: skip
     target = tmp_path / "proxy-transfer-iris"
     assert stopped.run_dir == out and not stopped.finished and not target.exists()
     done = deepncheap.resume(out, **QUIET)

@@ -333,14 +333,16 @@ def check_pruned_remotely(run):
 
 
 def test_bad_prune_values_are_refused_before_anything_is_written(tmp_path):
-    with pytest.raises(SettingsError, match=r"unknown --prune 'fast'; use one of: none, bound, median, asha"):
+    with pytest.raises(
+        SettingsError, match=r"unknown --prune 'fast'; use one of: none, bound, projection, median, asha"
+    ):
         deepncheap.search(out=tmp_path / "api", prune="fast", **IRIS)
     done = subprocess.run(
         [DNC, "search", "--data", "iris", "--network", "mlp", "--prune", "Median", "--out", str(tmp_path / "cli")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2
-    assert done.stderr == "dnc: error: unknown --prune 'Median'; use one of: none, bound, median, asha\n"
+    assert done.stderr == "dnc: error: unknown --prune 'Median'; use one of: none, bound, projection, median, asha\n"
     assert not (tmp_path / "api").exists() and not (tmp_path / "cli").exists()
 
 
