@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import stored_trials
 
@@ -115,3 +116,29 @@ def test_the_command_line_takes_several_warm_start_runs(earlier, tmp_path):
     bad = subprocess.run([*command[:-4], "--method", "sobol", "--out", str(tmp_path / "bad")],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("dnc: error: --warm-start") and bad.stderr.count("\n") == 1
+
+
+def test_a_warm_trial_that_errs_on_nothing_can_rule_out_the_whole_core_stage(tmp_path):
+    """A warm trial at the floor of f_p (no validation error) makes every core config of its size or larger
+    unable to beat it (the cost bound): the core stage ends with every trial pruned and the advanced stage
+    starts from the warm trial (this crashed: the advanced stage looked for the core stage's best)."""
+    rng = np.random.default_rng(0)
+    paths = {}
+    for name in ("a", "b"):
+        y = rng.integers(0, 2, 400)
+        x = (rng.normal(0, 0.3, (400, 6)) + np.where(y[:, None] == 1, 3.0, -3.0)).astype(np.float32)
+        paths[name] = tmp_path / f"{name}.npz"
+        np.savez(paths[name], xtr=x[:300], ytr=y[:300], xte=x[300:], yte=y[300:])
+    space = {"hidden_nodes": 8, "num_hidden_layers": 1, "lr": 0.01, "batch_size": 16}
+    options = dict(network="mlp", penalty="params", wc=0.1, epochs=3, space=space, prior_points=2, bo_steps=1, **QUIET)
+    source = deepncheap.search(data=str(paths["a"]), out=tmp_path / "source", method="random", max_trials=1,
+                               **options)  # fmt: skip
+    result = deepncheap.search(data=str(paths["b"]), out=tmp_path / "run", warm_start=[source.run_dir], **options)
+
+    trials = stored_trials(result.run_dir)
+    (warm,) = [t for t in trials if t.stage == "warm"]
+    core = [t for t in trials if t.stage == "core"]
+    assert warm.status == "complete" and warm.val_accuracy == 1.0  # (the premise: f_p at its floor)
+    assert len(core) == 3 and all(t.status == "pruned" and t.reason == "cost bound" for t in core)
+    assert result.finished and {t.stage for t in trials} == {"warm", "core", "advanced", "training"}
+    assert best_of(trials).objective <= warm.objective

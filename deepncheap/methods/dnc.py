@@ -34,9 +34,12 @@ def ask_dnc(context: MethodContext, history: History, free_slots: int) -> list[P
     core = ask_bo_stage(context, history, free_slots, stage="core", base=core_base, steps=settings.bo_steps)
     if core is not None:
         return core
-    core_best = history.best("core")
-    assert core_best is not None  # (ask_bo_stage raises when a stage ends without a complete trial)
-    advanced = ask_grids(context, history, free_slots, best_of([core_best, *history.stage(WARM)]) or core_best)
+    # (pruning stops trials only against a complete incumbent, so a core stage without a complete trial had
+    # a warm one: e.g. a warm trial that erred on no validation sample, whose bound rules out every core config
+    # at least as large; a core stage of failed trials alone raised in ask_bo_stage)
+    incumbent = best_of([*history.stage("core"), *history.stage(WARM)])
+    assert incumbent is not None
+    advanced = ask_grids(context, history, free_slots, incumbent)
     if isinstance(advanced, list):
         return advanced
     steps = settings.bo_steps + settings.extra_training_steps
