@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +24,17 @@ import torch
 
 from deepncheap import artifacts, rundir, side_by_side
 from deepncheap.artifacts import SearchResult, load_run
-from deepncheap.constraints import Constraints, EpochTimeLimit, check_achievable, latency_probe
+from deepncheap.constraints import Constraints, check_achievable, latency_probe
 from deepncheap.data import Dataset, load_dataset
 from deepncheap.errors import SearchFailedError, SearchInterrupted, SearchStopped, SettingsError
 from deepncheap.executors import Executor, create_executor, opened
 from deepncheap.history import History, every_trial_failed
 from deepncheap.latency import LatencyProbe
 from deepncheap.methods import MethodContext, method_for, planned_trials
-from deepncheap.objective import BASELINE_EPOCHS, BaselineFailed, Baselines, KnownCost, Scorer, measure_baselines
 from deepncheap.progress import EventSink, SearchProgress
 from deepncheap.pruning import Pruner, memoized
 from deepncheap.report.noted import write_report_noted
+from deepncheap.run_costs import costed_context, run_scorer
 from deepncheap.run_data import data_options, reload_dataset, source_name
 from deepncheap.runner import BudgetReached, Runner
 from deepncheap.search_cost import SlotClock
@@ -317,21 +317,13 @@ def _run_method(
             progress.note(
                 f"{run.executor.slots} trials at once ({settings.executor}, {run.executor.threads} thread(s) each)"
             )
-        scorer = _scorer(run, progress)
+        scorer = run_scorer(run, progress)
         pruner = Pruner(settings.prune, scorer, settings.epochs)
         costs = memoized(scorer.cost_of)
         constraints = Constraints.of(settings)
-        if pruner.active and settings.wc > 0:  # cheap configs first; BO candidates ruled out by their size alone
-            context = replace(
-                context,
-                cost_rank=memoized(scorer.cost_rank),
-                cost_bound=scorer.params_bound if settings.penalty == "params" else None,
-            )
-        if settings.penalty == "params" and settings.wc > 0:
-            context = replace(context, known_cost=scorer.params_cost)
         if constraints:
             progress.note(f"constraints: {constraints.describe()}")
-            context = replace(context, **_constraint_context(constraints, scorer, costs))
+        context = costed_context(context, settings, scorer, costs, pruning=pruner.active)
         runner = Runner(
             augment=bool(store.settings.get("augmented", False)),  # (runs before step 7 never augmented)
             store=store,
@@ -382,68 +374,6 @@ def _run_method(
     store.set_state(state, reason)
     if state == "stopped":
         progress.note(f"stopped by {reason}; continue with: dnc resume {run_dir}")
-
-
-def _constraint_context(
-    constraints: Constraints, scorer: Scorer, costs: Callable[[dict[str, Any]], KnownCost]
-) -> dict[str, Any]:
-    """The method context's view of the constraints: the exact ones a config violates (parameters first,
-    the cheapest to count), and the predicted epoch-time limit."""
-
-    def violations(config: dict[str, Any]) -> list[str]:
-        found = constraints.violations(n_params=scorer.n_params(config))
-        if found or (constraints.max_flops is None and constraints.max_latency_ms is None):
-            return found
-        cost = costs(config)
-        return constraints.violations(n_params=cost.n_params, flops=cost.flops, latency_ms=cost.latency_ms)
-
-    epoch_time = None
-    if constraints.max_epoch_time is not None:
-        points = scorer.baselines.epoch_points()
-        assert points
-        epoch_time = EpochTimeLimit(
-            float(constraints.max_epoch_time), lambda config: costs(config).modelled_epoch_s, tuple(points)
-        )
-    return {"violations": memoized(violations) if constraints.exact else None, "epoch_time": epoch_time}
-
-
-def _scorer(run: OpenRun, progress: SearchProgress) -> Scorer:
-    """The scorer of the run, with the baselines stored, or measured now on the run's executor."""
-    store, settings = run.store, run.settings
-    baselines = store.get("baselines")
-    if baselines is None:
-        timed = settings.penalty == "time" or settings.max_epoch_time is not None
-        if timed:
-            progress.note(f"measuring the time baseline ({BASELINE_EPOCHS} epochs of the space's reference config)")
-        start = time.perf_counter()
-        try:
-            measured = measure_baselines(
-                run.space,
-                run.dataset,
-                run.executor,
-                penalty=settings.penalty,
-                seed=settings.seed,
-                augment=bool(store.settings.get("augmented", False)),
-                timed=timed,
-                smallest=settings.max_epoch_time is not None,
-                latency=run.latency,
-            )
-        except BaselineFailed as exc:
-            raise SearchFailedError(
-                f"the time baseline (the space's reference config) failed to train: {exc}; "
-                "use --penalty params, or a space whose reference config fits"
-            ) from None
-        store.put("baseline_wall_s", time.perf_counter() - start)  # kept apart from the search's own overhead
-        store.put("baselines", measured.to_dict())
-        progress.note(f"baselines: {measured.describe()}")
-        baselines = measured.to_dict()
-    return Scorer(
-        dataset=run.dataset,
-        penalty=settings.penalty,
-        wc=float(settings.wc),
-        baselines=Baselines.from_dict(baselines),
-        latency=run.latency,
-    )
 
 
 def _write_outputs(run: OpenRun, runner: Runner, *, retrain_weights: bool) -> None:
