@@ -30,6 +30,14 @@ def test_a_subset_keeps_a_stratified_fraction_of_the_training_rows_only():
     assert any("--subset 0.1: training on 115 of the 1149 training rows" in note for note in proxy.notes)
 
 
+def test_a_subset_of_few_rows_is_cautioned_that_its_ranking_may_not_carry_over():
+    few = load_dataset("digits", network="mlp", subset=0.1)  # 115 rows: 2 steps an epoch at batch 64
+    assert any("115 training rows make 2 optimizer step(s) an epoch" in note for note in few.notes)
+    assert any("at least 256 rows" in note for note in few.notes)
+    enough = load_dataset("digits", network="mlp", subset=0.3)  # 345 rows
+    assert not any("optimizer step" in note for note in enough.notes)
+
+
 def test_a_subset_too_small_for_every_class_is_refused():
     with pytest.raises(DataError, match="too few for a stratified subset split.*use a larger --subset"):
         load_dataset("iris", network="mlp", subset=0.01)
