@@ -37,9 +37,8 @@ class History:
         """The stage's trials by index (indices are 0, 1, ... with no gaps: every started trial has a row)."""
         return [t for t in self.trials if t.stage == stage]
 
-    def finished(self, stage: str | None = None) -> list[Trial]:
-        """The finished trials (of `stage`)."""
-        return [t for t in (self.trials if stage is None else self.stage(stage)) if t.status in FINISHED]
+    def finished(self, stage: str) -> list[Trial]:
+        return [t for t in self.stage(stage) if t.status in FINISHED]
 
     def pending(self, stage: str) -> list[Trial]:
         """Trials started and not finished: running, or interrupted and to be run again."""

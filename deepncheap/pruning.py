@@ -13,20 +13,19 @@ the bound rules out nothing); BO proposes on its own.
 The learning-curve rules stop a running trial at its rungs (`rungs`: after 1/4 and 1/2 of its epochs, and
 for `projection` also after 1/8 and 3/4):
 `projection` when even its most optimistic projection cannot beat the incumbent: its f_p so far shrunk by
-the largest improvement any complete trial of its stage (of the whole search while the stage has fewer than
-`MIN_PEERS`: `projection_peers`) made from that epoch to its end (f_p final over f_p then), with its cost;
-`median` and `asha` when its objective so far (best validation epoch so far, its cost) is worse than that of
-the finished trials of its stage at the same epoch: `median` than their median (complete trials), `asha`
-than their top 1/`ETA` (complete trials and pruned ones that reached the rung, as successive halving does).
-None acts before `MIN_PEERS` such trials. A pruned trial keeps its partial
+the largest improvement any complete trial of its stage made from that epoch to its end (f_p final over
+f_p then), with its cost; `median` and `asha` when its objective so far (best validation epoch so far, its
+cost) is worse than that of the finished trials of its stage at the same epoch: `median` than their median
+(complete trials), `asha` than their top 1/`ETA` (complete trials and pruned ones that reached the rung,
+as successive halving does). None acts before `MIN_PEERS` such trials. A pruned trial keeps its partial
 curve and is recorded `pruned` with its reason and an objective: the bound, or its objective when it stopped.
 
 What the GP sees for a pruned trial (`gp_value`): for a trial the bound stopped, not the bound itself (its
 f_p at the floor makes an expensive config look as good as the incumbent, which drew the GP towards the
 expensive configs it had just ruled out: benchmarks/early_stopping.py) but the objective its cost would have
 with the median f_p of the stage's complete trials (at least its bound); for a trial stopped by
-`projection`, its f_p at the rung shrunk by the *median* improvement of the trials it was projected from
-(what it would most likely have reached), with its cost; for a trial stopped by `median` or `asha`, not its
+`projection`, its f_p at the rung shrunk by the *median* improvement of those trials from that epoch (what
+it would most likely have reached), with its cost; for a trial stopped by `median` or `asha`, not its
 objective at the rung (an early epoch scores far worse than any finished trial, which taught the GP that
 whatever learns slowly, e.g. every small network, is hopeless: benchmarks/early_stopping.py) but the final
 objective its rank at the rung predicts: the quantile of the complete peers' final objectives at the share
@@ -57,9 +56,8 @@ ETA = 3  # asha keeps the top 1/ETA at each rung
 TIME_SLACK = 0.1  # a measured epoch may be this much slower than the trial's final time per epoch
 BOUND_REASON = "cost bound"
 
-# The epochs of finished trials of a stage (of every stage: None) (trial, its epoch records), read from the
-# store when needed.
-PeerEpochs = Callable[[str | None], list[tuple[Trial, list[EpochRecord]]]]
+# The epochs of finished trials of a stage (trial, its epoch records), read from the store when needed.
+PeerEpochs = Callable[[str], list[tuple[Trial, list[EpochRecord]]]]
 
 
 @dataclass(frozen=True)
@@ -72,9 +70,8 @@ class Verdict:
     violation: bool = False  # stopped for violating a constraint (`constraints.py`), not by pruning
 
 
-def gp_value(trial: Trial, peers: list[Trial], wc: float, search: list[Trial] | None = None) -> float:
-    """The objective the GP sees for `trial` (see above); `peers`: the finished trials of its stage;
-    `search`: every trial of the search (`projection_peers`)."""
+def gp_value(trial: Trial, peers: list[Trial], wc: float) -> float:
+    """The objective the GP sees for `trial` (see above); `peers`: the finished trials of its stage."""
     assert trial.objective is not None
     epoch = len(trial.val_curve)
     if trial.status != "pruned" or trial.violation is not None:
@@ -86,13 +83,12 @@ def gp_value(trial: Trial, peers: list[Trial], wc: float, search: list[Trial] | 
         return max(trial.objective, math.log10(float(np.median(errors)) + wc * trial.f_c))
     if not epoch:
         return trial.objective
-    if trial.reason is not None and trial.reason.startswith("projection") and trial.f_p is not None:
-        assert trial.f_c is not None
-        ratios = improvements(projection_peers(peers, epoch, lambda: search or peers), epoch)
-        return math.log10(trial.f_p * float(np.median(ratios)) + wc * trial.f_c) if ratios else trial.objective
     complete = [p for p in peers if p.status == "complete" and p.objective is not None and len(p.val_curve) > epoch]
     if not complete:
         return trial.objective
+    if trial.reason is not None and trial.reason.startswith("projection") and trial.f_p is not None:
+        assert trial.f_c is not None
+        return math.log10(trial.f_p * float(np.median(improvements(complete, epoch))) + wc * trial.f_c)
     better = sum(_objective_at(p, epoch, wc) < trial.objective for p in complete)
     return float(np.quantile([p.objective for p in complete], better / len(complete)))
 
@@ -110,18 +106,6 @@ def _error_at(trial: Trial, epoch: int) -> float:
     if trial.val_accuracy is not None:  # classification: f_p = 1 - best accuracy (floored)
         return max(1.0 - max(curve), trial.f_p)
     return min(curve) * trial.f_p / min(trial.val_curve)  # regression: f_p is the best MSE over a constant
-
-
-def projection_peers(stage: list[Trial], epoch: int, search: Callable[[], list[Trial]]) -> list[Trial]:
-    """The complete trials whose improvement from `epoch` on projects a trial's end: those of its stage, or,
-    while fewer than `MIN_PEERS` of them have trained past `epoch`, those of the whole search (`search()`;
-    every stage trains the same epochs): a stage's first trials are projected from the stages before."""
-
-    def usable(trials: list[Trial]) -> list[Trial]:
-        return [t for t in trials if t.status == "complete" and t.f_p is not None and len(t.val_curve) > epoch]
-
-    own = usable(stage)
-    return own if len(own) >= MIN_PEERS else usable(search())
 
 
 def improvements(complete: list[Trial], epoch: int) -> list[float]:
@@ -196,7 +180,7 @@ class Pruner:
             return None  # (a diverging trial fails by itself)
         own = self.scorer.partial(scores, times, f_c)
         if self.mode == "projection":
-            return self._projection(own, scores, times, f_c, stage, peers, epoch, incumbent)
+            return self._projection(own, scores, times, f_c, peers(stage), epoch, incumbent)
         others = self._peer_objectives(peers(stage), epoch)
         if len(others) < MIN_PEERS:
             return None
@@ -213,14 +197,13 @@ class Pruner:
         scores: list[float],
         times: list[float],
         f_c: float | None,
-        stage: str,
-        peers: PeerEpochs,
+        peers: list[tuple[Trial, list[EpochRecord]]],
         epoch: int,
         incumbent: float | None,
     ) -> Verdict | None:
-        """Stop the trial when its f_p so far, shrunk by the largest improvement of a complete peer
-        (`projection_peers`) from this epoch on, with its cost, cannot beat the incumbent."""
-        complete = projection_peers([t for t, _ in peers(stage)], epoch, lambda: [t for t, _ in peers(None)])
+        """Stop the trial when its f_p so far, shrunk by the largest improvement of a complete peer from this
+        epoch on, with its cost, cannot beat the incumbent."""
+        complete = [t for t, _ in peers if t.status == "complete"]
         ratios = improvements(complete, epoch)
         if incumbent is None or len(ratios) < MIN_PEERS:
             return None

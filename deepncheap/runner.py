@@ -245,9 +245,8 @@ class Runner:
         (text,) = self.constraints.violations(epoch_time_s=fastest)
         return Verdict(text, objective, violation=True)
 
-    def _peer_epochs(self, stage: str | None) -> list[tuple[Trial, list[EpochRecord]]]:
-        """The finished trials of `stage` (of every stage: None) that trained, with their epochs (the
-        pruner's comparison)."""
+    def _peer_epochs(self, stage: str) -> list[tuple[Trial, list[EpochRecord]]]:
+        """The finished trials of `stage` that trained, with their epochs (the pruner's comparison)."""
         history = History.of(self.store.trials())
         peers = [t for t in history.finished(stage) if t.epochs]
         records = self.store.epochs([t.trial_id for t in peers])

@@ -277,32 +277,6 @@ def test_the_gp_sees_a_projection_pruned_trial_at_its_median_projected_end():
     assert gp_value(pruned, [*peers, pruned], 0.1) == pytest.approx(np.log10(0.4 * 0.3 + 0.1 * 0.1))
 
 
-def test_a_stage_s_first_trials_are_projected_from_the_stages_before():
-    """Until MIN_PEERS trials of its own stage have trained past the rung, projection looks at every complete
-    trial of the search (the stages before trained the same epochs), never at fewer than MIN_PEERS."""
-    pruner = Pruner("projection", _iris_scorer(), 8)
-    earlier = _projection_peers()  # (core trials)
-    own = [(dataclasses.replace(t, stage="training"), r) for t, r in earlier[:2]]
-    optimistic = np.log10(0.4 * 0.25 + 0.1 * 0.1)
-
-    def verdict(search):
-        return pruner.at_epoch(
-            stage="training", f_c=0.1, reports=_reports([0.5, 0.6]), incumbent=optimistic,
-            peers=lambda stage: own if stage == "training" else search,
-        )  # fmt: skip
-
-    assert verdict([*earlier, *own]).reason == "projection at epoch 2"
-    assert verdict(own) is None  # (2 trials in the whole search: too few)
-
-    pruned = dataclasses.replace(
-        _peer(9, "pruned", [0.5, 0.6])[0], stage="training", f_p=0.4, val_accuracy=0.6, objective=np.log10(0.41),
-        reason="projection at epoch 2",
-    )  # fmt: skip
-    search = [t for t, _ in earlier]
-    assert gp_value(pruned, [pruned], 0.1, [*search, pruned]) == pytest.approx(np.log10(0.4 * 0.3 + 0.1 * 0.1))
-    assert gp_value(pruned, [pruned], 0.1) == pytest.approx(np.log10(0.41))  # (no peer at all: as recorded)
-
-
 def test_asha_also_counts_pruned_trials_that_reached_the_rung_and_median_does_not():
     scorer = _iris_scorer()
     complete = [_peer(i, "complete", [0.5] * 8) for i in range(MIN_PEERS)]

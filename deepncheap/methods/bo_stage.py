@@ -101,7 +101,7 @@ def _propose(
     feasible = context.feasibility(history)
     choice = bo.propose(
         space.encode(stage, [t.config for t in finished]),
-        observed_objectives(finished, settings.wc, list(history.trials)),
+        observed_objectives(finished, settings.wc),
         space.encode(stage, candidates),
         space.kernel(stage, reference=settings.bo_mode == "reference"),
         mode=settings.bo_mode,
@@ -133,11 +133,11 @@ def _within_bound(context: MethodContext, history: History, candidates: list[dic
     return kept or candidates
 
 
-def observed_objectives(trials: list[Trial], wc: float, search: list[Trial] | None = None) -> np.ndarray:
-    """The objectives the GP sees: a complete trial's own, a pruned trial's `pruning.gp_value` (`search`:
-    every trial of the search); a failed trial counts as the worst of these."""
+def observed_objectives(trials: list[Trial], wc: float) -> np.ndarray:
+    """The objectives the GP sees: a complete trial's own, a pruned trial's `pruning.gp_value`; a failed
+    trial counts as the worst of these."""
     seen = _observed(trials)
-    values = [gp_value(t, trials, wc, search) if t in seen else None for t in trials]
+    values = [gp_value(t, trials, wc) if t in seen else None for t in trials]
     worst = max(v for v in values if v is not None)
     return np.array([worst if v is None else v for v in values], dtype=float)
 
