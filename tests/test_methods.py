@@ -90,3 +90,23 @@ def test_a_larger_max_trials_extends_a_finished_search_with_training_steps(tmp_p
     assert [t.stage for t in trials[planned:]] == ["training"] * 3
     again = deepncheap.resume(tmp_path / "run", max_trials=planned + 3)  # nothing more to do
     assert again.finished and len(stored_trials(tmp_path / "run")) == planned + 3
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_core_stage_never_trains_the_same_prior_point_twice(tmp_path, seed):
+    # (every MLP point with no hidden layer is the same network: 3-5 of 15 Sobol points before the fix)
+    space = {"num_hidden_layers": [0, 2], "hidden_nodes": [8, 32]}
+    run = tmp_path / "run"
+    search(run, space=space, prior_points=12, bo_steps=0, max_trials=12, prune="none", seed=seed)
+    configs = [t.config for t in stored_trials(run) if t.stage == "core"]
+    assert len(configs) == 12
+    assert len({str(sorted(c.items())) for c in configs}) == 12
+    assert sum(c["num_hidden_layers"] == 0 for c in configs) == 1
+
+
+def test_a_space_with_fewer_distinct_configs_than_prior_points_repeats_them(tmp_path):
+    space = {"num_hidden_layers": [0, 0]}  # (one network)
+    run = tmp_path / "run"
+    search(run, space=space, prior_points=3, bo_steps=0, max_trials=3, prune="none")
+    configs = [t.config for t in stored_trials(run) if t.stage == "core"]
+    assert len(configs) == 3 and configs[0] == configs[1] == configs[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -71,16 +72,20 @@ class MethodContext:
         base: dict[str, Any] | None = None,
         measured: Iterable[Trial] = (),
     ) -> list[dict[str, Any]]:
-        """The first `n` complying configs of the seed's sequence (`space.sample`; all of them without
-        constraints; `measured` as in `complying`, which tops up with unlikely ones at the last draw); a
-        SearchFailedError when fewer than `n` meet the exact constraints among `MAX_DRAWS * n`."""
+        """The first `n` distinct complying configs of the seed's sequence (`space.sample`; `measured` as in
+        `complying`, which tops up with unlikely ones at the last draw). A config the sequence decodes again
+        is skipped: e.g. every point with no hidden layer is the same MLP whatever its widths (3-5 of the
+        MLP core stage's 15 Sobol points, trained again for nothing). A space with fewer than `n` distinct
+        complying configs repeats them; a SearchFailedError when fewer than `n` of `MAX_DRAWS * n` draws
+        meet the exact constraints."""
         draws = n
         while True:
             configs = self.space.sample(draws, method=method, seed=seed, stage=stage, base=base)
             last = draws >= MAX_DRAWS * n
             kept = self.complying(configs, measured, at_least=n if last else 0)
-            if len(kept) >= n:
-                return kept[:n]
+            unique = list({json.dumps(c, sort_keys=True): c for c in kept}.values())
+            if len(unique) >= n or (last and len(kept) >= n):
+                return [unique[i % len(unique)] for i in range(n)]
             if last:
                 raise SearchFailedError(
                     f"only {len(kept)} of {draws} configs of the {stage} stage meet the constraints "
